@@ -1,0 +1,145 @@
+//! The client: push jobs (one, many, scheduled) and steer them.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{StoreError, StoreResult};
+use crate::job::Job;
+use crate::model::{Backoff, Jid, JobOptions, NewJob};
+use crate::store::Store;
+
+/// How one push differs from the kind's defaults (`Job::options`).
+#[derive(Clone, Debug, Default)]
+pub struct Push {
+    queue: Option<String>,
+    max_attempts: Option<u32>,
+    backoff: Option<Backoff>,
+    max_stint: Option<Duration>,
+    at: Option<SystemTime>,
+    jid: Option<Jid>,
+}
+
+impl Push {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn queue(mut self, q: impl Into<String>) -> Self {
+        self.queue = Some(q.into());
+        self
+    }
+    /// Attempts in all, the first included (1 = no retries).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n.max(1));
+        self
+    }
+    pub fn backoff(mut self, b: Backoff) -> Self {
+        self.backoff = Some(b);
+        self
+    }
+    /// Each stint checkpoints and re-queues itself after this long.
+    pub fn max_stint(mut self, d: Duration) -> Self {
+        self.max_stint = Some(d);
+        self
+    }
+    /// Runs no earlier than `t`.
+    pub fn at(mut self, t: SystemTime) -> Self {
+        self.at = Some(t);
+        self
+    }
+    /// Runs no earlier than `d` from now.
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.at = Some(SystemTime::now() + d);
+        self
+    }
+    /// Uses this jid instead of a fresh one.
+    pub fn jid(mut self, jid: Jid) -> Self {
+        self.jid = Some(jid);
+        self
+    }
+
+    fn apply(&self, mut o: JobOptions) -> JobOptions {
+        if let Some(q) = &self.queue {
+            o.queue = q.clone();
+        }
+        if let Some(n) = self.max_attempts {
+            o.max_attempts = n;
+        }
+        if let Some(b) = &self.backoff {
+            o.backoff = b.clone();
+        }
+        if let Some(d) = self.max_stint {
+            o.max_stint_ms = Some(d.as_millis() as u64);
+        }
+        o
+    }
+}
+
+/// Pushes jobs to a store. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    store: Arc<dyn Store>,
+}
+
+impl Client {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Client { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Builds the record a push stores, without pushing it.
+    pub fn prepare<J: Job>(job: &J, push: &Push) -> StoreResult<NewJob> {
+        let args = serde_json::to_value(job).map_err(|e| {
+            StoreError::Other(format!("arguments of a {} job do not serialize: {e}", J::KIND))
+        })?;
+        Ok(NewJob {
+            jid: push.jid.clone().unwrap_or_default(),
+            kind: J::KIND.to_owned(),
+            args,
+            options: push.apply(J::options()),
+            run_at: push.at,
+        })
+    }
+
+    /// Enqueues a job now with its kind's options. Returns its jid.
+    pub async fn push<J: Job>(&self, job: &J) -> StoreResult<Jid> {
+        self.push_with(job, Push::new()).await
+    }
+
+    /// Enqueues a job with options of this push.
+    pub async fn push_with<J: Job>(&self, job: &J, push: Push) -> StoreResult<Jid> {
+        let new = Self::prepare(job, &push)?;
+        let jid = new.jid.clone();
+        self.store.push(vec![new]).await?;
+        Ok(jid)
+    }
+
+    /// Enqueues many jobs in one round trip. Returns their jids in order.
+    pub async fn push_many<J: Job>(&self, jobs: &[J], push: Push) -> StoreResult<Vec<Jid>> {
+        let push = Push { jid: None, ..push };
+        let new: Vec<NewJob> = jobs
+            .iter()
+            .map(|j| Self::prepare(j, &push))
+            .collect::<StoreResult<_>>()?;
+        let jids = new.iter().map(|n| n.jid.clone()).collect();
+        self.store.push(new).await?;
+        Ok(jids)
+    }
+
+    /// Runs a job no earlier than `at`.
+    pub async fn schedule_at<J: Job>(&self, job: &J, at: SystemTime) -> StoreResult<Jid> {
+        self.push_with(job, Push::new().at(at)).await
+    }
+
+    /// Runs a job no earlier than `delay` from now.
+    pub async fn schedule_in<J: Job>(&self, job: &J, delay: Duration) -> StoreResult<Jid> {
+        self.push_with(job, Push::new().delay(delay)).await
+    }
+
+    /// Pushes prepared records (any kind, e.g. from another language).
+    pub async fn push_raw(&self, jobs: Vec<NewJob>) -> StoreResult<()> {
+        self.store.push(jobs).await
+    }
+}

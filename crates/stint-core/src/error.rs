@@ -1,0 +1,144 @@
+//! Errors: what a job returns, and what a store reports.
+
+use std::fmt;
+
+use crate::model::Jid;
+
+/// Why a running job was asked to stop. None of these is a failure: the job
+/// saves its checkpoint and its next stint carries on from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    /// The worker is shutting down (SIGTERM, SIGINT, deploy).
+    Shutdown,
+    /// An operator paused the job.
+    Pause,
+    /// An operator cancelled the job.
+    Cancel,
+    /// The stint ran past the job's maximum stint time.
+    MaxStintTime,
+    /// Another process holds the job now: this stint's lease was taken from
+    /// it (the process was frozen or cut off for longer than the lease).
+    LeaseLost,
+}
+
+impl Interrupt {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interrupt::Shutdown => "shutdown",
+            Interrupt::Pause => "paused by operator",
+            Interrupt::Cancel => "cancelled by operator",
+            Interrupt::MaxStintTime => "maximum stint time reached",
+            Interrupt::LeaseLost => "lease lost to another process",
+        }
+    }
+}
+
+impl fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `Job::perform` returns on anything but success.
+///
+/// Any `std::error::Error` converts into it with `?`, keeping its chain of
+/// causes; `Ctx::checkpoint` returns `Interrupted` when the job must stop.
+pub enum JobError {
+    /// The job must stop now; its checkpoint is saved. Not a failure.
+    Interrupted(Interrupt),
+    /// The stint failed; it is retried while attempts are left.
+    Failed(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The job can never succeed as it is (bad arguments, a checkpoint that
+    /// does not deserialize): it goes to `dead` at once, without retries.
+    Fatal(String),
+}
+
+impl JobError {
+    /// A failure with a plain message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        JobError::Failed(message.into().into())
+    }
+
+    /// A failure that retrying cannot fix.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        JobError::Fatal(message.into())
+    }
+
+    /// The message and the chain of causes, outermost first.
+    pub fn message_and_chain(&self) -> (String, Vec<String>) {
+        match self {
+            JobError::Interrupted(i) => (format!("interrupted: {i}"), vec![]),
+            JobError::Fatal(m) => (m.clone(), vec![]),
+            JobError::Failed(e) => {
+                let mut chain = Vec::new();
+                let mut source = e.source();
+                while let Some(s) = source {
+                    chain.push(s.to_string());
+                    source = s.source();
+                }
+                (e.to_string(), chain)
+            }
+        }
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+    fn from(e: E) -> Self {
+        JobError::Failed(Box::new(e))
+    }
+}
+
+impl fmt::Debug for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (msg, chain) = self.message_and_chain();
+        f.write_str(&msg)?;
+        for c in chain {
+            write!(f, ": {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An error from a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or answered with an I/O error; the
+    /// operation may be tried again.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A write of a stint whose lease is no longer current was refused.
+    #[error("job {0}: lease lost, another process holds the job now")]
+    LeaseLost(Jid),
+    #[error("job {0} not found")]
+    NotFound(Jid),
+    /// The operation does not apply to the job in its present state.
+    #[error("job {jid} is {state}: {message}")]
+    InvalidState {
+        jid: Jid,
+        state: String,
+        message: String,
+    },
+    /// Stored data that cannot be read back.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// A bad store URL or option.
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// True when trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,93 @@
+//! The `Job` trait and the registry of handlers by kind.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::ctx::Ctx;
+use crate::error::JobError;
+use crate::model::JobOptions;
+
+/// A kind of job: its arguments are the type's fields (serde), its work is
+/// `perform`.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use stint_core::{Ctx, Job, JobError};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct CountTo { n: u64 }
+///
+/// impl Job for CountTo {
+///     const KIND: &'static str = "CountTo";
+///
+///     async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
+///         let mut next: u64 = ctx.cursor()?.unwrap_or(0);
+///         ctx.set_total(self.n);
+///         while next < self.n {
+///             next += 1;
+///             ctx.checkpoint(&next).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The name the handler is registered and pushed under (Sidekiq's
+    /// `class`). Keep it stable: stored jobs refer to it.
+    const KIND: &'static str;
+
+    /// Options a push of this kind uses unless the push says otherwise.
+    fn options() -> JobOptions {
+        JobOptions::default()
+    }
+
+    /// Does the work of one stint. Return `Ok` when the job is done; `?` on
+    /// `Ctx::checkpoint` ends the stint cleanly when it must stop.
+    fn perform(&self, ctx: &mut Ctx) -> impl Future<Output = Result<(), JobError>> + Send;
+}
+
+/// A running stint's future: gives the `Ctx` back with the result.
+pub(crate) type StintFuture = BoxFuture<'static, (Ctx, Result<(), JobError>)>;
+
+type Handler = Arc<dyn Fn(Value, Ctx) -> Result<StintFuture, serde_json::Error> + Send + Sync>;
+
+/// Handlers by kind.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Handler>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register<J: Job>(&mut self) {
+        let handler: Handler = Arc::new(|args: Value, ctx: Ctx| {
+            let job: J = serde_json::from_value(args)?;
+            let fut: StintFuture = Box::pin(async move {
+                let mut ctx = ctx;
+                let result = job.perform(&mut ctx).await;
+                (ctx, result)
+            });
+            Ok(fut)
+        });
+        self.handlers.insert(J::KIND.to_owned(), handler);
+    }
+
+    pub fn kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<_> = self.handlers.keys().cloned().collect();
+        kinds.sort();
+        kinds
+    }
+
+    pub(crate) fn get(&self, kind: &str) -> Option<&Handler> {
+        self.handlers.get(kind)
+    }
+}

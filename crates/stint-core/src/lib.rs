@@ -1,0 +1,32 @@
+//! stint-core: the job model, the `Job` trait and `Ctx`, the worker runtime,
+//! the `Store` trait every backend implements, and (feature "testing") the
+//! conformance suite that holds every store to the same lifecycle rules.
+//!
+//! Most users depend on the `stint` facade crate instead.
+
+mod client;
+mod ctx;
+mod error;
+mod interrupt;
+mod job;
+pub mod model;
+mod runtime;
+pub mod store;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use client::{Client, Push};
+pub use ctx::Ctx;
+pub use error::{Interrupt, JobError, StoreError, StoreResult};
+pub use job::{Job, Registry};
+pub use model::{
+    Backoff, Checkpoint, Control, ErrorInfo, Jid, JobDetail, JobOptions, JobRecord, JobState,
+    NewJob, ProcessInfo, QueueInfo, Stats, StintRecord,
+};
+pub use runtime::{
+    shutdown_signal, QueueOrder, RunSummary, Worker, WorkerBuilder, WorkerConfig, WorkerHandle,
+};
+pub use store::{
+    CheckpointTx, CommandEffect, Completion, JobFilter, Lease, Leased, Outcome, Recovered, Store,
+};

@@ -1,0 +1,85 @@
+//! Records the ends of stints in the store, in batches: one round trip for
+//! many completions when jobs are short, at once when they are not.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::model::Jid;
+use crate::store::{Completion, Outcome};
+
+use super::Shared;
+
+/// A stint that ended; `completion` is `None` when nothing may be written
+/// (its lease was lost).
+pub(crate) struct Done {
+    pub(crate) jid: Jid,
+    pub(crate) completion: Option<Completion>,
+}
+
+const MAX_BATCH: usize = 512;
+
+/// Runs until every sender is gone and the channel is drained. Returns
+/// (stints ended, jobs handed back).
+pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) -> (u64, u64) {
+    let mut stints = 0u64;
+    let mut handed_back = 0u64;
+    let mut batch: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        let mut take = |d: Done, batch: &mut Vec<Completion>| {
+            stints += 1;
+            match d.completion {
+                Some(c) => {
+                    if matches!(c.outcome, Outcome::Requeue { .. }) {
+                        handed_back += 1;
+                    }
+                    batch.push(c);
+                }
+                None => tracing::debug!(jid = %d.jid, "stint ended without a lease; nothing recorded"),
+            }
+        };
+        take(first, &mut batch);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(d) => take(d, &mut batch),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            record(&shared, std::mem::take(&mut batch)).await;
+        }
+    }
+    (stints, handed_back)
+}
+
+/// Writes one batch, retrying while the store is unavailable: a completion
+/// is never dropped while the process lives. (If the process dies first, the
+/// jobs are recovered from their leases and run again from their
+/// checkpoints.)
+async fn record(shared: &Shared, batch: Vec<Completion>) {
+    let mut delay = Duration::from_millis(100);
+    let mut said = false;
+    loop {
+        match shared.store.complete(batch.clone()).await {
+            Ok(refused) => {
+                for jid in refused {
+                    tracing::warn!(%jid, "stint end not recorded: the lease was lost to another process, which owns the job now");
+                }
+                if said {
+                    tracing::info!(jobs = batch.len(), "store reachable again; stint ends recorded");
+                }
+                return;
+            }
+            Err(e) => {
+                if !said {
+                    tracing::warn!(error = %e, jobs = batch.len(),
+                        "cannot record stint ends; retrying with backoff until the store is back");
+                    said = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

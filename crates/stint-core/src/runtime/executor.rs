@@ -1,0 +1,162 @@
+//! Runs one leased job for one stint and says how the stint ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ctx::Ctx;
+use crate::error::{Interrupt, JobError};
+use crate::interrupt::StopSignal;
+use crate::model::{now_ms, ErrorInfo, JobRecord};
+use crate::store::{Completion, Lease, Leased, Outcome};
+
+use super::Shared;
+
+/// Runs the stint and returns the completion to record. Never panics: a
+/// panicking job is a failed stint.
+pub(crate) async fn run_stint(shared: Arc<Shared>, leased: Leased, signal: Arc<StopSignal>) -> Option<Completion> {
+    let Leased { job, lease } = leased;
+    let Some(handler) = shared.registry.get(&job.kind) else {
+        let known = shared.registry.kinds().join(", ");
+        let msg = format!(
+            "no handler for kind {:?} on this worker (it knows: {known}); \
+             register the kind with the worker, or push it to a queue whose workers know it",
+            job.kind
+        );
+        tracing::warn!(jid = %job.jid, kind = %job.kind, "{msg}");
+        return Some(failure(&job, lease, None, JobError::msg(msg)));
+    };
+
+    let ctx = Ctx::new(&job, lease.clone(), shared.store.clone(), signal.clone(), shared.config.flush_interval);
+    let fut = match handler(job.args.clone(), ctx) {
+        Ok(fut) => fut,
+        Err(e) => {
+            let msg = format!(
+                "job {} ({}): arguments {} do not deserialize for this kind: {e}; \
+                 not retried: fix the payload and push it again",
+                job.jid,
+                job.kind,
+                truncate(&job.args.to_string(), 500)
+            );
+            tracing::error!(jid = %job.jid, kind = %job.kind, "{msg}");
+            return Some(failure(&job, lease, None, JobError::fatal(msg)));
+        }
+    };
+
+    tracing::info!(jid = %job.jid, kind = %job.kind, stint = lease.stint, queue = %job.queue, "start");
+    let started = std::time::Instant::now();
+
+    // The stint's time limit raises MaxStintTime, like any other stop.
+    let limit = job.options.max_stint_ms.map(Duration::from_millis);
+    let limit_task = limit.map(|limit| {
+        let signal = signal.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            signal.raise(Interrupt::MaxStintTime);
+        })
+    });
+
+    let mut task = tokio::spawn(fut);
+    let joined = tokio::select! {
+        joined = &mut task => Some(joined),
+        _ = shared.abort.cancelled() => None,
+    };
+    if let Some(t) = limit_task {
+        t.abort();
+    }
+    let elapsed = started.elapsed();
+
+    let Some(joined) = joined else {
+        task.abort();
+        tracing::warn!(jid = %job.jid, kind = %job.kind,
+            "did not stop within the shutdown timeout; aborted and put back with its last saved checkpoint");
+        return Some(Completion {
+            lease,
+            checkpoint: None,
+            outcome: Outcome::Requeue {
+                reason: "aborted: did not stop within the shutdown timeout".into(),
+            },
+        });
+    };
+
+    match joined {
+        Ok((ctx, Ok(()))) => {
+            tracing::info!(jid = %job.jid, kind = %job.kind, elapsed_ms = elapsed.as_millis() as u64, "done");
+            Some(Completion {
+                lease,
+                checkpoint: ctx.final_checkpoint(),
+                outcome: Outcome::Succeeded { result: None },
+            })
+        }
+        Ok((ctx, Err(JobError::Interrupted(reason)))) => {
+            let reason = signal.get().unwrap_or(reason);
+            let checkpoint = ctx.final_checkpoint();
+            let done = ctx.progress().done;
+            let outcome = match reason {
+                Interrupt::LeaseLost => return None,
+                Interrupt::Pause => Outcome::Paused,
+                Interrupt::Cancel => Outcome::Cancelled,
+                Interrupt::Shutdown | Interrupt::MaxStintTime => Outcome::Requeue {
+                    reason: reason.to_string(),
+                },
+            };
+            tracing::info!(jid = %job.jid, kind = %job.kind, done, %reason, "stopped at checkpoint");
+            Some(Completion { lease, checkpoint, outcome })
+        }
+        Ok((_ctx, Err(e))) => Some(failure(&job, lease, None, e)),
+        Err(join) if join.is_panic() => {
+            let panic = join.into_panic();
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            Some(failure(&job, lease, None, JobError::msg(format!("panicked: {msg}"))))
+        }
+        Err(_) => Some(Completion {
+            lease,
+            checkpoint: None,
+            outcome: Outcome::Requeue { reason: "stint task cancelled".into() },
+        }),
+    }
+}
+
+/// The end of a failed stint: a retry while attempts are left, else dead.
+fn failure(job: &JobRecord, lease: Lease, checkpoint: Option<crate::model::Checkpoint>, err: JobError) -> Completion {
+    let attempt = job.attempts + 1;
+    let (message, chain) = err.message_and_chain();
+    let error = ErrorInfo::new(truncate(&message, 10_000), chain, attempt);
+    let outcome = match err {
+        JobError::Fatal(_) => Outcome::Dead {
+            reason: error.message.clone(),
+            error,
+        },
+        _ if attempt >= job.options.max_attempts => {
+            tracing::error!(jid = %job.jid, kind = %job.kind, attempt, error = %error.message, "failed; no attempts left: dead");
+            Outcome::Dead {
+                reason: format!("failed {attempt} of {} attempts: {}", job.options.max_attempts, error.message),
+                error,
+            }
+        }
+        _ => {
+            let delay = job.options.backoff.delay(attempt);
+            tracing::warn!(jid = %job.jid, kind = %job.kind, attempt, retry_in_ms = delay.as_millis() as u64,
+                error = %error.message, "failed; will retry");
+            Outcome::Retry {
+                retry_at_ms: now_ms() + delay.as_millis() as i64,
+                error,
+            }
+        }
+    };
+    Completion { lease, checkpoint, outcome }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

@@ -1,0 +1,436 @@
+//! The worker runtime: fetches jobs, runs stints, records how they end,
+//! keeps its leases alive and stops cleanly.
+//!
+//! Pieces, one module each: `executor` (one stint), `completer` (records
+//! stint ends in batches), `upkeep` (heartbeat, operator commands, due jobs,
+//! orphan recovery), `signals` (SIGTERM, SIGINT, SIGTSTP).
+
+mod completer;
+mod executor;
+mod signals;
+mod upkeep;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Interrupt, StoreError};
+use crate::interrupt::StopSignal;
+use crate::job::{Job, Registry};
+use crate::model::{Jid, ProcessInfo};
+use crate::store::Store;
+
+pub use signals::shutdown_signal;
+
+/// How the worker orders its queues for each fetch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueueOrder {
+    /// Always in the given order: a queue is served only when those before
+    /// it are empty.
+    Strict(Vec<String>),
+    /// A random order each fetch, each queue first with a chance
+    /// proportional to its weight (Sidekiq's weighted queues).
+    Weighted(Vec<(String, u32)>),
+}
+
+impl QueueOrder {
+    fn names(&self) -> Vec<String> {
+        match self {
+            QueueOrder::Strict(q) => q.clone(),
+            QueueOrder::Weighted(q) => q.iter().map(|(n, _)| n.clone()).collect(),
+        }
+    }
+
+    fn for_fetch(&self) -> Vec<String> {
+        match self {
+            QueueOrder::Strict(q) => q.clone(),
+            QueueOrder::Weighted(q) => {
+                let mut left: Vec<(String, u32)> = q.clone();
+                let mut out = Vec::with_capacity(left.len());
+                while !left.is_empty() {
+                    let total: u64 = left.iter().map(|(_, w)| (*w).max(1) as u64).sum();
+                    let mut pick = rand::random_range(0..total);
+                    let idx = left
+                        .iter()
+                        .position(|(_, w)| {
+                            let w = (*w).max(1) as u64;
+                            if pick < w {
+                                true
+                            } else {
+                                pick -= w;
+                                false
+                            }
+                        })
+                        .unwrap_or(0);
+                    out.push(left.remove(idx).0);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Settings of a worker process. The defaults suit production.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub queues: QueueOrder,
+    /// Stints run at once.
+    pub concurrency: usize,
+    /// How long a stopping worker waits for its jobs to checkpoint.
+    pub shutdown_timeout: Duration,
+    /// A process's leases expire this long after its last heartbeat; its
+    /// jobs are then recovered by any live process.
+    pub lease_ttl: Duration,
+    pub heartbeat_interval: Duration,
+    /// How often running jobs' pending pause/cancel commands are read.
+    pub control_interval: Duration,
+    /// How often due jobs are promoted and orphans recovered.
+    pub maintenance_interval: Duration,
+    /// How long an idle worker waits before asking its queues again.
+    pub poll_interval: Duration,
+    /// How often a running job's checkpoint is written at most.
+    pub flush_interval: Duration,
+    /// Recoveries after which a job is a poison pill and goes to `dead`.
+    pub max_recoveries: u32,
+    /// Install handlers for SIGTERM/SIGINT (stop) and SIGTSTP (quiet).
+    pub handle_signals: bool,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            queues: QueueOrder::Strict(vec!["default".into()]),
+            concurrency: 10,
+            shutdown_timeout: Duration::from_secs(25),
+            lease_ttl: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(2),
+            control_interval: Duration::from_millis(250),
+            maintenance_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(100),
+            flush_interval: Duration::from_secs(1),
+            max_recoveries: 3,
+            handle_signals: true,
+        }
+    }
+}
+
+/// Builds a `Worker`.
+pub struct WorkerBuilder {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    config: WorkerConfig,
+}
+
+impl WorkerBuilder {
+    /// Registers the handler of job kind `J`.
+    pub fn register<J: Job>(mut self) -> Self {
+        self.registry.register::<J>();
+        self
+    }
+
+    /// Queues served in strict priority: the first non-empty one wins.
+    pub fn queues<I: IntoIterator<Item = S>, S: Into<String>>(mut self, queues: I) -> Self {
+        self.config.queues = QueueOrder::Strict(queues.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Queues served in weighted random order.
+    pub fn weighted_queues<I: IntoIterator<Item = (S, u32)>, S: Into<String>>(mut self, queues: I) -> Self {
+        self.config.queues = QueueOrder::Weighted(queues.into_iter().map(|(q, w)| (q.into(), w)).collect());
+        self
+    }
+
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n.max(1);
+        self
+    }
+
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.config.shutdown_timeout = d;
+        self
+    }
+
+    /// Lease time-to-live; recovery of a killed process's jobs happens
+    /// within about this long plus the maintenance interval.
+    pub fn lease_ttl(mut self, d: Duration) -> Self {
+        self.config.lease_ttl = d;
+        self.config.heartbeat_interval = self.config.heartbeat_interval.min(d / 3);
+        self
+    }
+
+    pub fn max_recoveries(mut self, n: u32) -> Self {
+        self.config.max_recoveries = n;
+        self
+    }
+
+    /// Whether the worker installs its own signal handlers (default: yes).
+    pub fn handle_signals(mut self, yes: bool) -> Self {
+        self.config.handle_signals = yes;
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    pub fn config_mut(&mut self) -> &mut WorkerConfig {
+        &mut self.config
+    }
+
+    pub fn build(self) -> Worker {
+        let names = self.config.queues.names();
+        let process = ProcessInfo::for_this_process(names, self.config.concurrency as u32);
+        Worker {
+            shared: Arc::new(Shared {
+                store: self.store,
+                registry: self.registry,
+                config: self.config,
+                process,
+                running: Mutex::new(HashMap::new()),
+                busy: AtomicU32::new(0),
+                quiet: AtomicBool::new(false),
+                stop: CancellationToken::new(),
+                abort: CancellationToken::new(),
+                wake: Notify::new(),
+            }),
+        }
+    }
+}
+
+/// State shared by the worker's tasks.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Registry,
+    pub(crate) config: WorkerConfig,
+    pub(crate) process: ProcessInfo,
+    /// The stop signal of every running stint, by jid.
+    pub(crate) running: Mutex<HashMap<Jid, Arc<StopSignal>>>,
+    pub(crate) busy: AtomicU32,
+    pub(crate) quiet: AtomicBool,
+    /// Stop fetching and ask every job to stop.
+    pub(crate) stop: CancellationToken,
+    /// The shutdown timeout passed: abort what still runs.
+    pub(crate) abort: CancellationToken,
+    /// Wakes the fetcher (quiet lifted, slot freed).
+    pub(crate) wake: Notify,
+}
+
+impl Shared {
+    pub(crate) fn signal_running(&self, jid: &Jid, why: Interrupt) {
+        if let Some(s) = self.running.lock().unwrap().get(jid) {
+            s.raise(why);
+        }
+    }
+}
+
+/// A handle to steer a running worker from elsewhere.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    shared: Arc<Shared>,
+}
+
+impl WorkerHandle {
+    /// Starts a graceful shutdown, as SIGTERM does.
+    pub fn shutdown(&self) {
+        self.shared.stop.cancel();
+    }
+
+    /// Stops or restarts fetching new jobs, as SIGTSTP does.
+    pub fn set_quiet(&self, quiet: bool) {
+        self.shared.quiet.store(quiet, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+    }
+
+    /// This process's identity in the store.
+    pub fn process_id(&self) -> &str {
+        &self.shared.process.id
+    }
+
+    /// Stints running now.
+    pub fn busy(&self) -> u32 {
+        self.shared.busy.load(Ordering::SeqCst)
+    }
+}
+
+/// What a worker did before it stopped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Stints that ended (any outcome).
+    pub stints: u64,
+    /// Jobs that were handed back at shutdown (interrupted or aborted).
+    pub handed_back: u64,
+}
+
+/// A worker process: many concurrent stints fed from a store.
+pub struct Worker {
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    pub fn builder(store: Arc<dyn Store>) -> WorkerBuilder {
+        WorkerBuilder {
+            store,
+            registry: Registry::new(),
+            config: WorkerConfig::default(),
+        }
+    }
+
+    pub fn handle(&self) -> WorkerHandle {
+        WorkerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT (when signals are handled) or until
+    /// `WorkerHandle::shutdown`, then stops gracefully.
+    pub async fn run(self) -> Result<RunSummary, StoreError> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Runs until `stop` completes (or a signal or `shutdown` arrives), then
+    /// stops gracefully: no new jobs, every running job asked to stop at its
+    /// next checkpoint, up to `shutdown_timeout`, then the rest aborted and
+    /// handed back with their last saved checkpoint.
+    pub async fn run_until<F>(self, stop: F) -> Result<RunSummary, StoreError>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let shared = self.shared;
+        let cfg = &shared.config;
+        shared.store.register(&shared.process, cfg.lease_ttl).await?;
+        tracing::info!(process = %shared.process.id, store = shared.store.kind(),
+            concurrency = cfg.concurrency, queues = ?cfg.queues.names(), "worker started");
+
+        {
+            let s = shared.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop => s.stop.cancel(),
+                    _ = s.stop.cancelled() => {}
+                }
+            });
+        }
+        if cfg.handle_signals {
+            signals::install(shared.clone())?;
+        }
+
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let completer = tokio::spawn(completer::run(shared.clone(), done_rx));
+        let upkeep = upkeep::spawn(shared.clone());
+
+        let summary = fetch_loop(shared.clone(), done_tx).await;
+
+        // Every stint has ended and sent its completion; the completer
+        // drains the channel and ends.
+        let (stints, handed_back) = completer.await.unwrap_or_default();
+        upkeep.stop().await;
+        if let Err(e) = shared.store.deregister(&shared.process.id).await {
+            tracing::warn!(error = %e, "could not deregister this process; its record expires on its own");
+        }
+        tracing::info!(process = %shared.process.id, stints, handed_back, "worker stopped");
+        let _ = summary;
+        Ok(RunSummary { stints, handed_back })
+    }
+}
+
+/// Takes jobs while slots are free, until stopped; then waits for running
+/// stints to stop, aborting them after the shutdown timeout.
+async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<completer::Done>) {
+    let cfg = &shared.config;
+    let slots = Arc::new(Semaphore::new(cfg.concurrency));
+    let mut store_down = false;
+    let mut backoff = Duration::from_millis(100);
+
+    while !shared.stop.is_cancelled() {
+        if shared.quiet.load(Ordering::SeqCst) {
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = shared.stop.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            continue;
+        }
+        let free = slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = shared.stop.cancelled() => {}
+            }
+            continue;
+        }
+        let queues = cfg.queues.for_fetch();
+        match shared.store.fetch(&shared.process.id, &queues, free).await {
+            Ok(jobs) => {
+                if store_down {
+                    tracing::info!(store = shared.store.kind(), "store reachable again; fetching");
+                    store_down = false;
+                    backoff = Duration::from_millis(100);
+                }
+                let empty = jobs.is_empty();
+                for leased in jobs {
+                    let permit = slots.clone().try_acquire_owned().expect("a slot was free");
+                    let signal = Arc::new(StopSignal::new());
+                    shared.running.lock().unwrap().insert(leased.job.jid.clone(), signal.clone());
+                    shared.busy.fetch_add(1, Ordering::SeqCst);
+                    let s = shared.clone();
+                    let tx = done_tx.clone();
+                    tokio::spawn(async move {
+                        let jid = leased.job.jid.clone();
+                        let completion = executor::run_stint(s.clone(), leased, signal).await;
+                        s.running.lock().unwrap().remove(&jid);
+                        s.busy.fetch_sub(1, Ordering::SeqCst);
+                        let _ = tx.send(completer::Done { jid, completion });
+                        drop(permit);
+                        s.wake.notify_one();
+                    });
+                }
+                if empty {
+                    tokio::select! {
+                        _ = tokio::time::sleep(cfg.poll_interval) => {}
+                        _ = shared.stop.cancelled() => {}
+                    }
+                }
+            }
+            Err(e) => {
+                if !store_down {
+                    tracing::warn!(store = shared.store.kind(), error = %e,
+                        "cannot fetch: store unavailable; running jobs go on, retrying with backoff");
+                    store_down = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shared.stop.cancelled() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    drop(done_tx);
+
+    // Shutdown: ask every running stint to stop at its next checkpoint.
+    let running: Vec<Arc<StopSignal>> = shared.running.lock().unwrap().values().cloned().collect();
+    if !running.is_empty() {
+        tracing::info!(running = running.len(), timeout_s = cfg.shutdown_timeout.as_secs_f64(),
+            "stopping: asking running jobs to checkpoint and stop");
+    }
+    for s in running {
+        s.raise(Interrupt::Shutdown);
+    }
+    let all = slots.clone();
+    let waited = tokio::time::timeout(
+        cfg.shutdown_timeout,
+        all.acquire_many(cfg.concurrency as u32),
+    )
+    .await;
+    if waited.is_err() {
+        tracing::warn!("shutdown timeout passed; aborting the jobs still running");
+        shared.abort.cancel();
+        let _ = slots.acquire_many(cfg.concurrency as u32).await;
+    }
+}

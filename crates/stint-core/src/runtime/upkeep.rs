@@ -1,0 +1,175 @@
+//! Background duties of a live worker: heartbeats that keep its leases,
+//! operator commands for its running jobs, due jobs promoted, and the jobs
+//! of dead processes recovered.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Interrupt;
+use crate::model::Control;
+
+use super::Shared;
+
+pub(crate) struct Upkeep {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Upkeep {
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+pub(crate) fn spawn(shared: Arc<Shared>) -> Upkeep {
+    let stop = CancellationToken::new();
+    let tasks = vec![
+        tokio::spawn(heartbeat(shared.clone(), stop.clone())),
+        tokio::spawn(controls(shared.clone(), stop.clone())),
+        tokio::spawn(maintenance(shared, stop.clone())),
+    ];
+    Upkeep { stop, tasks }
+}
+
+/// Ticks every `every` until stopped.
+struct Ticker {
+    interval: tokio::time::Interval,
+    stop: CancellationToken,
+}
+
+impl Ticker {
+    fn new(every: Duration, stop: CancellationToken) -> Self {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticker { interval, stop }
+    }
+
+    /// Waits for the next tick; false once stopped.
+    async fn tick(&mut self) -> bool {
+        tokio::select! {
+            _ = self.interval.tick() => true,
+            _ = self.stop.cancelled() => false,
+        }
+    }
+}
+
+/// Logs a store error once, until the store answers again.
+struct Trouble {
+    what: &'static str,
+    down: bool,
+}
+
+impl Trouble {
+    fn new(what: &'static str) -> Self {
+        Trouble { what, down: false }
+    }
+    fn result<T>(&mut self, r: Result<T, crate::error::StoreError>) -> Option<T> {
+        match r {
+            Ok(v) => {
+                if self.down {
+                    tracing::info!("{}: store reachable again", self.what);
+                    self.down = false;
+                }
+                Some(v)
+            }
+            Err(e) => {
+                if !self.down {
+                    tracing::warn!(error = %e, "{}: store unavailable; retrying", self.what);
+                    self.down = true;
+                }
+                None
+            }
+        }
+    }
+}
+
+async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut trouble = Trouble::new("heartbeat");
+    let mut ticker = Ticker::new(shared.config.heartbeat_interval, stop);
+    while ticker.tick().await {
+        let busy = shared.busy.load(Ordering::SeqCst);
+        let quiet = shared.quiet.load(Ordering::SeqCst) || shared.stop.is_cancelled();
+        let beat = shared
+            .store
+            .heartbeat(&shared.process.id, busy, quiet, shared.config.lease_ttl)
+            .await;
+        if let Some(false) = trouble.result(beat) {
+            tracing::warn!(process = %shared.process.id,
+                "the store had expired this process (missed heartbeats); registering again; \
+                 jobs recovered meanwhile refuse the writes of stints still running here");
+            let _ = shared.store.register(&shared.process, shared.config.lease_ttl).await;
+        }
+    }
+}
+
+async fn controls(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut trouble = Trouble::new("operator commands");
+    let mut ticker = Ticker::new(shared.config.control_interval, stop);
+    while ticker.tick().await {
+        if shared.busy.load(Ordering::SeqCst) == 0 {
+            continue;
+        }
+        let r = shared.store.controls(&shared.process.id).await;
+        for (jid, control) in trouble.result(r).unwrap_or_default() {
+            let why = match control {
+                Control::Pause => Interrupt::Pause,
+                Control::Cancel => Interrupt::Cancel,
+            };
+            shared.signal_running(&jid, why);
+        }
+    }
+}
+
+async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut trouble = Trouble::new("maintenance");
+    let mut last_pid_check: Option<Instant> = None;
+    let mut ticker = Ticker::new(shared.config.maintenance_interval, stop);
+    while ticker.tick().await {
+        if last_pid_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            last_pid_check = Some(Instant::now());
+            expire_dead_local_processes(&shared).await;
+        }
+        if let Some(n) = trouble.result(shared.store.promote_due().await) {
+            if n > 0 {
+                tracing::debug!(jobs = n, "promoted due jobs");
+            }
+        }
+        let recovered = shared.store.recover_orphans(shared.config.max_recoveries).await;
+        for r in trouble.result(recovered).unwrap_or_default() {
+            tracing::warn!(jid = %r.jid, kind = %r.kind, dead_process = %r.process,
+                recoveries = r.recoveries, state = %r.state,
+                "recovered a job from a process that died");
+        }
+    }
+}
+
+/// A process on this host whose pid no longer exists is dead for sure: its
+/// jobs need not wait for its lease to expire.
+async fn expire_dead_local_processes(shared: &Shared) {
+    let Ok(processes) = shared.store.processes().await else {
+        return;
+    };
+    for p in processes {
+        if p.hostname != shared.process.hostname || p.id == shared.process.id {
+            continue;
+        }
+        if !pid_alive(p.pid) {
+            tracing::info!(process = %p.id, pid = p.pid, "process is gone from this host; recovering its jobs now");
+            let _ = shared.store.expire_process(&p.id).await;
+        }
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // kill(pid, 0) checks existence without sending anything. EPERM means it
+    // exists under another user.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}

@@ -1,0 +1,245 @@
+//! The store interface: every transition of the job lifecycle as one named,
+//! atomic operation. SQLite, Redis and PostgreSQL each implement it, and the
+//! conformance suite (`testing`, feature "testing") holds them all to the
+//! same rules.
+//!
+//! Stable: the meaning of each method. Not yet stable: the exact set of
+//! methods, which grows with the features that need them.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::StoreResult;
+use crate::model::{
+    Checkpoint, Control, ErrorInfo, Jid, JobDetail, JobRecord, JobState, NewJob, ProcessInfo,
+    Stats,
+};
+
+/// A stint's claim on a running job. Every write the stint makes is
+/// conditional on the lease still being current (the job is running, held by
+/// `process`, in stint number `stint`); a stale lease's writes are refused
+/// with `StoreError::LeaseLost`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub jid: Jid,
+    pub process: String,
+    pub stint: u32,
+}
+
+/// A job a process has just leased.
+#[derive(Clone, Debug)]
+pub struct Leased {
+    /// The job, already in state `running`, `stints` counting this one.
+    pub job: JobRecord,
+    pub lease: Lease,
+}
+
+/// What a stint's end does to its job.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Done. `result` is kept for whoever waits on the job.
+    Succeeded { result: Option<Value> },
+    /// Failed with attempts left: `retrying` until `retry_at_ms`, attempts + 1.
+    Retry { error: ErrorInfo, retry_at_ms: i64 },
+    /// Failed for good: `dead`, attempts + 1 when `counts_attempt`.
+    Dead { error: ErrorInfo, reason: String },
+    /// Interrupted (shutdown, max stint time): back to the *head* of its
+    /// queue; attempts unchanged.
+    Requeue { reason: String },
+    /// Paused by an operator: `paused`, checkpoint kept.
+    Paused,
+    /// Cancelled by an operator: `cancelled`, checkpoint kept.
+    Cancelled,
+}
+
+impl Outcome {
+    /// The word stint history records for it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded { .. } => "succeeded",
+            Outcome::Retry { .. } => "failed",
+            Outcome::Dead { .. } => "dead",
+            Outcome::Requeue { .. } => "interrupted",
+            Outcome::Paused => "paused",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state the job is in afterwards.
+    pub fn next_state(&self) -> JobState {
+        match self {
+            Outcome::Succeeded { .. } => JobState::Succeeded,
+            Outcome::Retry { .. } => JobState::Retrying,
+            Outcome::Dead { .. } => JobState::Dead,
+            Outcome::Requeue { .. } => JobState::Enqueued,
+            Outcome::Paused => JobState::Paused,
+            Outcome::Cancelled => JobState::Cancelled,
+        }
+    }
+
+    /// The reason stint history records for it.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Outcome::Succeeded { .. } => None,
+            Outcome::Retry { error, .. } => Some(error.message.clone()),
+            Outcome::Dead { reason, .. } => Some(reason.clone()),
+            Outcome::Requeue { reason } => Some(reason.clone()),
+            Outcome::Paused => Some("paused by operator".into()),
+            Outcome::Cancelled => Some("cancelled by operator".into()),
+        }
+    }
+}
+
+/// The end of one stint, as the runtime reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    pub lease: Lease,
+    /// The checkpoint to save with the transition; `None` keeps the one the
+    /// store has (the job's writes were transactional, or it was aborted).
+    pub checkpoint: Option<Checkpoint>,
+    pub outcome: Outcome,
+}
+
+/// A job taken back from a process that died.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recovered {
+    pub jid: Jid,
+    pub kind: String,
+    pub process: String,
+    /// Times recovered, this one included.
+    pub recoveries: u32,
+    /// `enqueued` (at the head of its queue) or `dead` (poison pill).
+    pub state: JobState,
+}
+
+/// What an operator command did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandEffect {
+    /// The job changed state at once.
+    Done(JobState),
+    /// The job is running: it was asked, and acts at its next checkpoint.
+    Requested(Control),
+    /// A running job's pending pause was withdrawn before it took effect.
+    Withdrawn,
+}
+
+/// Which jobs `Store::jobs` lists.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub queue: Option<String>,
+    pub kind: Option<String>,
+    /// At most this many, newest first; 0 = the store's default (100).
+    pub limit: usize,
+}
+
+/// The store interface. Every method is one atomic operation in the store.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for messages: "sqlite", "redis", "postgres".
+    fn kind(&self) -> &'static str;
+
+    // ---- clients ----
+
+    /// Pushes jobs in one round trip: `enqueued` at the tail of their
+    /// queues, or `scheduled` when `run_at` is in the future.
+    async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<()>;
+
+    // ---- worker processes ----
+
+    /// Records a live process whose leases expire `ttl` after its last beat.
+    async fn register(&self, process: &ProcessInfo, ttl: Duration) -> StoreResult<()>;
+
+    /// Renews the process's leases for `ttl`. Returns false when the store
+    /// no longer knows the process (its leases expired and were recovered);
+    /// the caller registers again.
+    async fn heartbeat(
+        &self,
+        process: &str,
+        busy: u32,
+        quiet: bool,
+        ttl: Duration,
+    ) -> StoreResult<bool>;
+
+    /// Removes a process that is stopping; its jobs must already be handed
+    /// back.
+    async fn deregister(&self, process: &str) -> StoreResult<()>;
+
+    /// Marks a process as dead now (it is known to be gone, such as a pid
+    /// that no longer exists on this host), so that its jobs are recovered
+    /// at the next sweep without waiting for its lease to expire.
+    async fn expire_process(&self, process: &str) -> StoreResult<()>;
+
+    /// Live processes.
+    async fn processes(&self) -> StoreResult<Vec<ProcessInfo>>;
+
+    /// Moves up to `limit` jobs from the queues (taken in the order given;
+    /// paused queues skipped; oldest first within a queue) into leases held
+    /// by `process`, atomically: a job is never leased twice.
+    async fn fetch(&self, process: &str, queues: &[String], limit: usize)
+        -> StoreResult<Vec<Leased>>;
+
+    /// Saves a running job's checkpoint (fenced by the lease). Returns the
+    /// operator's pending pause or cancel, if any.
+    async fn checkpoint(&self, lease: &Lease, checkpoint: &Checkpoint)
+        -> StoreResult<Option<Control>>;
+
+    /// Applies the ends of stints, each atomically and fenced by its lease.
+    /// Returns the jids whose lease was no longer current (nothing written).
+    async fn complete(&self, completions: Vec<Completion>) -> StoreResult<Vec<Jid>>;
+
+    /// Pending pause or cancel commands for the jobs `process` runs.
+    async fn controls(&self, process: &str) -> StoreResult<Vec<(Jid, Control)>>;
+
+    // ---- maintenance (any process may run these; they are idempotent) ----
+
+    /// Moves scheduled and retrying jobs that are due to the tail of their
+    /// queues. Returns how many moved.
+    async fn promote_due(&self) -> StoreResult<u64>;
+
+    /// Takes back the running jobs of processes whose leases expired: each
+    /// goes to the head of its queue with its checkpoint and `recoveries`
+    /// + 1, or to `dead` ("poison pill: recovered N times") once recovered
+    /// more than `max_recoveries` times.
+    async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>>;
+
+    // ---- operators ----
+
+    async fn stats(&self) -> StoreResult<Stats>;
+    async fn jobs(&self, filter: &JobFilter) -> StoreResult<Vec<JobRecord>>;
+    async fn job(&self, jid: &Jid) -> StoreResult<Option<JobDetail>>;
+
+    /// Pauses a job: at once when waiting; at its next checkpoint when
+    /// running.
+    async fn pause(&self, jid: &Jid) -> StoreResult<CommandEffect>;
+    /// Resumes a paused job (to the head of its queue, checkpoint kept), or
+    /// withdraws a pause a running job has not acted on yet.
+    async fn resume(&self, jid: &Jid) -> StoreResult<CommandEffect>;
+    /// Cancels a job: at once unless running; at its next checkpoint when
+    /// running.
+    async fn cancel(&self, jid: &Jid) -> StoreResult<CommandEffect>;
+    /// Enqueues a dead, cancelled, retrying or scheduled job now, keeping its
+    /// checkpoint; a dead job gets its attempts and recoveries back.
+    async fn retry(&self, jid: &Jid) -> StoreResult<CommandEffect>;
+    /// Pauses or resumes a whole queue: workers take no jobs from a paused
+    /// queue; running jobs go on.
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> StoreResult<()>;
+}
+
+/// A caller's own database transaction that a checkpoint can be written in
+/// (`Ctx::checkpoint_in`), so the job's writes and its progress commit
+/// together. Implemented by the SQL stores for their transaction types.
+pub trait CheckpointTx {
+    /// Writes the checkpoint of the stint holding `lease` in this
+    /// transaction. Refused with `StoreError::LeaseLost` when the lease is no
+    /// longer current. Returns the operator's pending pause or cancel.
+    fn write_checkpoint(
+        &mut self,
+        lease: &Lease,
+        checkpoint: &Checkpoint,
+    ) -> StoreResult<Option<Control>>;
+}
