@@ -1,1 +1,263 @@
+//! stint-sqlite: the embedded default store. One SQLite file in WAL mode,
+//! safe for several worker processes on one machine; every transition is one
+//! `BEGIN IMMEDIATE` transaction.
+//!
+//! A job can write its own rows and its checkpoint in one transaction on the
+//! same file ([`CtxExt::checkpoint_tx`]), so each item's effect happens
+//! exactly once across interruptions and crashes.
 
+mod operator;
+mod rows;
+mod schema;
+mod transitions;
+mod tx;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, TransactionBehavior};
+use stint_core::model::{Control, Jid, JobDetail, JobRecord, NewJob, ProcessInfo, Stats};
+use stint_core::store::{CommandEffect, Completion, JobFilter, Lease, Leased, Recovered, Store};
+use stint_core::{Checkpoint, StoreError, StoreResult};
+
+pub use schema::SCHEMA_VERSION;
+pub use tx::{CtxExt, SqliteTx};
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+    /// Keeps a temporary directory alive for `open_temp`.
+    _temp: Option<Arc<TempDir>>,
+}
+
+/// A directory removed on drop (for `open_temp`).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::DiskFull
+            ) =>
+        {
+            StoreError::Unavailable(format!("sqlite: {e}"))
+        }
+        rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(format!("sqlite: {e}")),
+        _ => StoreError::Other(format!("sqlite: {e}")),
+    }
+}
+
+/// Opens a connection to a stint SQLite file with the settings the store
+/// uses (WAL, a busy timeout, foreign writers tolerated). Jobs use it to
+/// open their own connection for `checkpoint_tx`.
+pub fn open_connection(path: impl AsRef<Path>) -> Result<Connection, StoreError> {
+    let path = path.as_ref();
+    let conn = Connection::open(path).map_err(|e| {
+        StoreError::Unavailable(format!("cannot open SQLite file {}: {e}", path.display()))
+    })?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+    // NORMAL in WAL mode: a commit survives a process crash (kill -9); only
+    // a power loss may take back the last commits.
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the store in the file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+        let path = path.as_ref().to_path_buf();
+        let conn = open_connection(&path)?;
+        schema::migrate(&conn)?;
+        Ok(SqliteStore {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+            _temp: None,
+        })
+    }
+
+    /// Opens `sqlite://PATH` or `sqlite:PATH`.
+    pub fn open_url(url: &str) -> StoreResult<Self> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| StoreError::Config(format!("{url:?} is not a sqlite:// URL")))?;
+        if path.is_empty() {
+            return Err(StoreError::Config("sqlite:// URL needs a file path, e.g. sqlite://stint.db".into()));
+        }
+        Self::open(path)
+    }
+
+    /// A store in a fresh temporary file, removed when the last clone drops.
+    pub fn open_temp() -> StoreResult<Self> {
+        let nonce: u64 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("stint-sqlite-{}-{nonce:x}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        let mut store = Self::open(dir.join("stint.db"))?;
+        store._temp = Some(Arc::new(TempDir(dir)));
+        Ok(store)
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on a blocking thread.
+    pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db_err)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("sqlite task failed: {e}")))?
+    }
+
+    /// Runs a read-only `f` on a blocking thread.
+    pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("sqlite task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<()> {
+        self.write(move |tx| transitions::push(tx, &jobs)).await
+    }
+
+    async fn register(&self, process: &ProcessInfo, ttl: Duration) -> StoreResult<()> {
+        let p = process.clone();
+        self.write(move |tx| transitions::register(tx, &p, ttl)).await
+    }
+
+    async fn heartbeat(&self, process: &str, busy: u32, quiet: bool, ttl: Duration) -> StoreResult<bool> {
+        let p = process.to_owned();
+        self.write(move |tx| transitions::heartbeat(tx, &p, busy, quiet, ttl)).await
+    }
+
+    async fn deregister(&self, process: &str) -> StoreResult<()> {
+        let p = process.to_owned();
+        self.write(move |tx| transitions::deregister(tx, &p)).await
+    }
+
+    async fn expire_process(&self, process: &str) -> StoreResult<()> {
+        let p = process.to_owned();
+        self.write(move |tx| transitions::expire_process(tx, &p)).await
+    }
+
+    async fn processes(&self) -> StoreResult<Vec<ProcessInfo>> {
+        self.read(operator::processes).await
+    }
+
+    async fn fetch(&self, process: &str, queues: &[String], limit: usize) -> StoreResult<Vec<Leased>> {
+        let p = process.to_owned();
+        let q = queues.to_vec();
+        self.write(move |tx| transitions::fetch(tx, &p, &q, limit)).await
+    }
+
+    async fn checkpoint(&self, lease: &Lease, checkpoint: &Checkpoint) -> StoreResult<Option<Control>> {
+        let lease = lease.clone();
+        let cp = checkpoint.clone();
+        // A plain UPDATE is atomic on its own: no explicit transaction.
+        self.read(move |conn| transitions::checkpoint(conn, &lease, &cp)).await
+    }
+
+    async fn complete(&self, completions: Vec<Completion>) -> StoreResult<Vec<Jid>> {
+        self.write(move |tx| transitions::complete(tx, &completions)).await
+    }
+
+    async fn controls(&self, process: &str) -> StoreResult<Vec<(Jid, Control)>> {
+        let p = process.to_owned();
+        self.read(move |conn| transitions::controls(conn, &p)).await
+    }
+
+    async fn promote_due(&self) -> StoreResult<u64> {
+        self.write(transitions::promote_due).await
+    }
+
+    async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {
+        self.write(move |tx| transitions::recover_orphans(tx, max_recoveries)).await
+    }
+
+    async fn stats(&self) -> StoreResult<Stats> {
+        self.read(operator::stats).await
+    }
+
+    async fn jobs(&self, filter: &JobFilter) -> StoreResult<Vec<JobRecord>> {
+        let f = filter.clone();
+        self.read(move |conn| operator::jobs(conn, &f)).await
+    }
+
+    async fn job(&self, jid: &Jid) -> StoreResult<Option<JobDetail>> {
+        let jid = jid.clone();
+        self.read(move |conn| operator::job(conn, &jid)).await
+    }
+
+    async fn pause(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        let jid = jid.clone();
+        self.write(move |tx| operator::pause(tx, &jid)).await
+    }
+
+    async fn resume(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        let jid = jid.clone();
+        self.write(move |tx| operator::resume(tx, &jid)).await
+    }
+
+    async fn cancel(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        let jid = jid.clone();
+        self.write(move |tx| operator::cancel(tx, &jid)).await
+    }
+
+    async fn retry(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        let jid = jid.clone();
+        self.write(move |tx| operator::retry(tx, &jid)).await
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> StoreResult<()> {
+        let q = queue.to_owned();
+        self.write(move |tx| operator::set_queue_paused(tx, &q, paused)).await
+    }
+}

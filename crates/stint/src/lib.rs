@@ -1,1 +1,61 @@
+//! stint: long-running background jobs that survive deploys, operators and
+//! `kill -9`. Jobs checkpoint their progress; the next stint — on any
+//! process — carries on from the last checkpoint.
+//!
+//! This facade re-exports `stint-core` and the stores chosen by features
+//! (`sqlite`, on by default), and opens a store from a URL.
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use stint::{Ctx, Job, JobError, Worker};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Import { rows: u64 }
+//!
+//! impl Job for Import {
+//!     const KIND: &'static str = "Import";
+//!     async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
+//!         let mut next: u64 = ctx.cursor()?.unwrap_or(0);
+//!         ctx.set_total(self.rows);
+//!         while next < self.rows {
+//!             next += 1; // import row `next` here
+//!             ctx.checkpoint(&next).await?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = stint::connect("sqlite://stint.db").await?;
+//! stint::Client::new(store.clone()).push(&Import { rows: 1_000_000 }).await?;
+//! Worker::builder(store).register::<Import>().concurrency(10).build().run().await?;
+//! # Ok(()) }
+//! ```
 
+use std::sync::Arc;
+
+pub use stint_core::*;
+
+#[cfg(feature = "sqlite")]
+pub use stint_sqlite as sqlite;
+
+/// Opens the store a URL names: `sqlite://PATH` (feature `sqlite`).
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(stint_sqlite::SqliteStore::open_url(url)?)),
+        _ => Err(StoreError::Config(format!(
+            "unsupported store URL {url:?}: this build knows {}",
+            known_schemes().join(", ")
+        ))),
+    }
+}
+
+/// The URL schemes this build can open.
+pub fn known_schemes() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    #[cfg(feature = "sqlite")]
+    v.push("sqlite://PATH");
+    v
+}

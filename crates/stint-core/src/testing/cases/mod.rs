@@ -1,0 +1,19 @@
+//! The conformance cases, by topic. Every case is `pub async fn
+//! name(store: Arc<dyn Store>)`, takes a fresh, empty store and panics on
+//! the first rule the store breaks. They are re-exported here flat so that
+//! `conformance_tests!` (and a store crate calling them one by one) can name
+//! them as `testing::cases::name`.
+
+pub mod completion;
+pub mod leases;
+pub mod maintenance;
+pub mod operator;
+pub mod push_fetch;
+pub mod stats;
+
+pub use completion::*;
+pub use leases::*;
+pub use maintenance::*;
+pub use operator::*;
+pub use push_fetch::*;
+pub use stats::*;

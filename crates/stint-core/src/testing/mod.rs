@@ -1,0 +1,326 @@
+//! The store conformance suite: the lifecycle rules of DESIGN.md as tests
+//! that every store runs against itself (as River's `riverdrivertest` does
+//! for its drivers). A behaviour is defined here once and held by every
+//! store.
+//!
+//! # Using it from a store crate
+//!
+//! Enable the `testing` feature of `stint-core` for the store's tests and add
+//! `tokio` as a dev-dependency (the generated tests are `#[tokio::test]`s and
+//! name `::tokio` directly):
+//!
+//! ```toml
+//! [dev-dependencies]
+//! stint-core = { workspace = true, features = ["testing"] }
+//! tokio = { workspace = true }
+//! ```
+//!
+//! Then, in `tests/conformance.rs`:
+//!
+//! ```ignore
+//! use std::sync::Arc;
+//! use stint_core::Store;
+//!
+//! stint_core::conformance_tests!(|| async {
+//!     Arc::new(MyStore::open_temp().unwrap()) as Arc<dyn Store>
+//! });
+//! ```
+//!
+//! The argument is a closure (or a path to a function) returning a future of
+//! a fresh, empty `Arc<dyn Store>`; every test gets its own. The macro
+//! expands into one `#[tokio::test]` per case in [`cases`]. A store crate can
+//! also call the cases one by one: each is `pub async fn
+//! name(store: Arc<dyn Store>)` and panics on the first broken rule.
+//!
+//! The cases use real time for leases and schedules (sleeps of a few hundred
+//! milliseconds up to about 1.5 s), judged by the store's clock, so the store
+//! under test must run on this machine or one with a synchronised clock.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::model::{
+    Checkpoint, ErrorInfo, Jid, JobDetail, JobOptions, JobRecord, JobState, NewJob, ProcessInfo,
+};
+use crate::store::{Completion, Lease, Leased, Outcome, Store};
+
+pub mod cases;
+
+/// How long one case may take before it is failed as hung.
+pub const CASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Expands into one `#[tokio::test]` per conformance case, each run on a
+/// fresh store made by `$make` (a closure or function returning a future of
+/// `Arc<dyn Store>`). See the [`testing`](crate::testing) module.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr $(,)?) => {
+        $crate::__conformance_cases!(
+            $make;
+            // push_fetch.rs
+            push_then_fetch,
+            fetch_is_fifo_within_a_queue,
+            fetch_takes_queues_in_order,
+            fetch_respects_limit,
+            fetch_skips_paused_queue,
+            concurrent_fetchers_never_share_a_job,
+            push_many_in_one_call,
+            push_batch_keeps_order,
+            // completion.rs
+            checkpoint_then_succeed,
+            complete_without_checkpoint_keeps_saved_one,
+            retry_then_dead,
+            requeue_goes_to_head,
+            requeue_is_lifo_at_head,
+            completion_batch_is_applied_per_job,
+            // leases.rs
+            stale_lease_is_fenced,
+            stale_lease_of_same_process_is_fenced,
+            finished_job_refuses_its_lease,
+            orphans_are_recovered,
+            expire_process_makes_recovery_immediate,
+            heartbeat_of_unknown_process_is_false,
+            poison_pill_goes_dead,
+            // maintenance.rs
+            scheduled_job_waits_until_due,
+            promote_due_appends_to_tail,
+            // operator.rs
+            pause_and_resume_waiting_job,
+            resume_puts_job_at_head,
+            pause_running_job,
+            withdraw_pending_pause,
+            cancel_waiting_and_running_jobs,
+            pause_scheduled_job,
+            retry_dead_job,
+            retry_retrying_and_scheduled_jobs,
+            unknown_and_invalid_commands,
+            // stats.rs
+            stats_counts_states_and_queues,
+            processes_are_listed_until_deregistered,
+            jobs_filter_and_limit,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store: ::std::sync::Arc<dyn $crate::Store> = ($make)().await;
+                $crate::testing::run_case(
+                    ::core::stringify!($case),
+                    $crate::testing::cases::$case(store),
+                )
+                .await;
+            }
+        )*
+    };
+}
+
+/// Runs one case, failing it when it takes longer than [`CASE_TIMEOUT`]
+/// (a store that deadlocks should fail, not hang the test run).
+pub async fn run_case(name: &str, case: impl Future<Output = ()>) {
+    if tokio::time::timeout(CASE_TIMEOUT, case).await.is_err() {
+        panic!("conformance case {name} did not finish within {CASE_TIMEOUT:?}");
+    }
+}
+
+// ---- building jobs ----
+
+/// A job of `kind` with `args` in `queue`, enqueued now, default options.
+pub fn new_job(kind: &str, args: Value, queue: &str) -> NewJob {
+    NewJob {
+        jid: Jid::new(),
+        kind: kind.to_owned(),
+        args,
+        options: JobOptions {
+            queue: queue.to_owned(),
+            ..JobOptions::default()
+        },
+        run_at: None,
+    }
+}
+
+/// A job of kind "Test" in `queue` whose args say `{"n": n}`.
+pub fn job_in(queue: &str, n: u64) -> NewJob {
+    new_job("Test", json!({ "n": n }), queue)
+}
+
+/// A job as [`job_in`], with its own options (their queue is used).
+pub fn job_with(options: JobOptions, n: u64) -> NewJob {
+    NewJob {
+        options,
+        ..job_in("default", n)
+    }
+}
+
+/// A job as [`job_in`] that runs no earlier than `delay` from now.
+pub fn scheduled_in(queue: &str, n: u64, delay: Duration) -> NewJob {
+    NewJob {
+        run_at: Some(SystemTime::now() + delay),
+        ..job_in(queue, n)
+    }
+}
+
+/// Pushes one job; returns its jid.
+pub async fn push_one(store: &Arc<dyn Store>, job: NewJob) -> Jid {
+    let jid = job.jid.clone();
+    store.push(vec![job]).await.expect("push");
+    jid
+}
+
+/// Pushes jobs one call each (so that their order is unambiguous); returns
+/// their jids in order.
+pub async fn push_each(store: &Arc<dyn Store>, jobs: Vec<NewJob>) -> Vec<Jid> {
+    let mut jids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        jids.push(push_one(store, job).await);
+    }
+    jids
+}
+
+/// Queue names as `fetch` takes them.
+pub fn queues(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// A checkpoint with a numeric cursor and `done` items.
+pub fn checkpoint(cursor: u64, done: u64) -> Checkpoint {
+    Checkpoint {
+        cursor: Some(json!(cursor)),
+        steps: vec![],
+        done,
+        total: Some(1000),
+        rate: None,
+        run_time_ms: 10 * done,
+    }
+}
+
+/// An error with a chain of causes, as a failed stint reports it.
+pub fn error_info(message: &str, attempt: u32) -> ErrorInfo {
+    ErrorInfo::new(
+        message,
+        vec!["reading row 17".into(), "connection reset by peer".into()],
+        attempt,
+    )
+}
+
+// ---- processes ----
+
+/// Registers a fresh process (random id) with this `ttl`; returns its id.
+pub async fn register(store: &Arc<dyn Store>, ttl: Duration) -> String {
+    register_for(store, &["default"], ttl).await
+}
+
+/// Registers a fresh process for `queues` with this `ttl`; returns its id.
+pub async fn register_for(store: &Arc<dyn Store>, queues: &[&str], ttl: Duration) -> String {
+    let info = ProcessInfo::for_this_process(self::queues(queues), 5);
+    store.register(&info, ttl).await.expect("register");
+    info.id
+}
+
+/// A long ttl: the process stays live for the whole case.
+pub const LONG_TTL: Duration = Duration::from_secs(300);
+
+// ---- fetching and completing ----
+
+/// Fetches up to `limit` jobs from `queue` for `process`.
+pub async fn fetch(store: &Arc<dyn Store>, process: &str, queue: &str, limit: usize) -> Vec<Leased> {
+    store
+        .fetch(process, &queues(&[queue]), limit)
+        .await
+        .expect("fetch")
+}
+
+/// Fetches exactly one job from `queue`; panics when there is none.
+pub async fn fetch_one(store: &Arc<dyn Store>, process: &str, queue: &str) -> Leased {
+    let mut got = fetch(store, process, queue, 1).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "fetch(limit 1) from queue {queue:?} should return one job, got {}",
+        got.len()
+    );
+    got.pop().unwrap()
+}
+
+/// Asserts that nothing can be fetched from `queue`.
+pub async fn assert_nothing_to_fetch(store: &Arc<dyn Store>, process: &str, queue: &str) {
+    let got = fetch(store, process, queue, 10).await;
+    let jids: Vec<_> = got.iter().map(|l| l.job.jid.to_string()).collect();
+    assert!(
+        got.is_empty(),
+        "queue {queue:?} should have nothing to fetch, got {jids:?}"
+    );
+}
+
+/// Completes one stint; returns the refused jids.
+pub async fn complete(
+    store: &Arc<dyn Store>,
+    lease: &Lease,
+    checkpoint: Option<Checkpoint>,
+    outcome: Outcome,
+) -> Vec<Jid> {
+    store
+        .complete(vec![Completion {
+            lease: lease.clone(),
+            checkpoint,
+            outcome,
+        }])
+        .await
+        .expect("complete")
+}
+
+/// Completes one stint and asserts the store accepted it.
+pub async fn complete_ok(
+    store: &Arc<dyn Store>,
+    lease: &Lease,
+    checkpoint: Option<Checkpoint>,
+    outcome: Outcome,
+) {
+    let label = outcome.label();
+    let refused = complete(store, lease, checkpoint, outcome).await;
+    assert!(
+        refused.is_empty(),
+        "completing the current lease {lease:?} ({label}) was refused"
+    );
+}
+
+// ---- reading back ----
+
+/// The job's detail; panics when the store does not know it.
+pub async fn detail(store: &Arc<dyn Store>, jid: &Jid) -> JobDetail {
+    store
+        .job(jid)
+        .await
+        .expect("job")
+        .unwrap_or_else(|| panic!("job {jid} should exist"))
+}
+
+/// The job's record; panics when the store does not know it.
+pub async fn record(store: &Arc<dyn Store>, jid: &Jid) -> JobRecord {
+    detail(store, jid).await.job
+}
+
+/// Asserts the job's state.
+pub async fn assert_state(store: &Arc<dyn Store>, jid: &Jid, state: JobState) -> JobRecord {
+    let job = record(store, jid).await;
+    assert_eq!(job.state, state, "job {jid} state");
+    job
+}
+
+/// Jids of leased jobs, in the order the store returned them.
+pub fn jids(leased: &[Leased]) -> Vec<Jid> {
+    leased.iter().map(|l| l.job.jid.clone()).collect()
+}
+
+/// Sleeps `ms` milliseconds.
+pub async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}

@@ -1,0 +1,110 @@
+//! The tables, and the schema version check.
+
+use rusqlite::{Connection, OptionalExtension};
+use stint_core::StoreError;
+
+/// The version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS stint_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stint_jobs (
+    jid         TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    queue       TEXT NOT NULL,
+    args        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    options     TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    recoveries  INTEGER NOT NULL DEFAULT 0,
+    stints      INTEGER NOT NULL DEFAULT 0,
+    checkpoint  TEXT NOT NULL DEFAULT '{}',
+    created_at  INTEGER NOT NULL,
+    enqueued_at INTEGER,
+    run_at      INTEGER,
+    finished_at INTEGER,
+    -- order within the queue: the tail grows up, the head grows down
+    seq         INTEGER NOT NULL,
+    process     TEXT,
+    control     TEXT,
+    error       TEXT,
+    reason      TEXT,
+    result      TEXT
+);
+CREATE INDEX IF NOT EXISTS stint_jobs_fetch ON stint_jobs (queue, seq) WHERE state = 'enqueued';
+CREATE INDEX IF NOT EXISTS stint_jobs_due ON stint_jobs (run_at) WHERE state IN ('scheduled', 'retrying');
+CREATE INDEX IF NOT EXISTS stint_jobs_process ON stint_jobs (process) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS stint_jobs_state ON stint_jobs (state, created_at);
+CREATE TABLE IF NOT EXISTS stint_stints (
+    jid        TEXT NOT NULL,
+    number     INTEGER NOT NULL,
+    process    TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at   INTEGER,
+    outcome    TEXT,
+    reason     TEXT,
+    done       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (jid, number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stint_errors (
+    jid     TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    chain   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stint_errors_jid ON stint_errors (jid);
+CREATE TABLE IF NOT EXISTS stint_processes (
+    id          TEXT PRIMARY KEY,
+    hostname    TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    queues      TEXT NOT NULL,
+    concurrency INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    beat_at     INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    busy        INTEGER NOT NULL DEFAULT 0,
+    quiet       INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS stint_queues (
+    name   TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0
+);
+"#;
+
+/// Creates the tables when missing; refuses a file written by a newer stint.
+pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let existing: Option<String> = conn
+        .query_row(
+            "SELECT value FROM stint_meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .or_else(|e| match e {
+            // No stint_meta table yet: a new file.
+            rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => Ok(None),
+            e => Err(e),
+        })
+        .map_err(crate::db_err)?;
+    if let Some(v) = existing {
+        let v: i64 = v.parse().unwrap_or(i64::MAX);
+        if v > SCHEMA_VERSION {
+            return Err(StoreError::Config(format!(
+                "this SQLite file has stint schema version {v}, newer than this build's {SCHEMA_VERSION}; \
+                 upgrade stint, or use another file"
+            )));
+        }
+    }
+    conn.execute_batch(SCHEMA).map_err(crate::db_err)?;
+    conn.execute(
+        "INSERT INTO stint_meta (key, value) VALUES ('schema_version', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [SCHEMA_VERSION.to_string()],
+    )
+    .map_err(crate::db_err)?;
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! The lifecycle transitions of workers and clients, each run inside one
+//! `BEGIN IMMEDIATE` transaction (or as one atomic statement).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use stint_core::model::{now_ms, to_ms, Checkpoint, Control, Jid, JobState, NewJob, ProcessInfo};
+use stint_core::store::{Completion, Lease, Leased, Outcome, Recovered};
+use stint_core::{StoreError, StoreResult};
+
+use crate::db_err;
+use crate::rows::{job_from_row, JOB_COLUMNS};
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("model types serialize")
+}
+
+/// The `seq` that puts a job at the head of `queue`.
+fn head_seq(tx: &Connection, queue: &str) -> StoreResult<i64> {
+    tx.query_row(
+        "SELECT COALESCE(MIN(seq), 0) - 1 FROM stint_jobs WHERE state = 'enqueued' AND queue = ?1",
+        [queue],
+        |r| r.get(0),
+    )
+    .map_err(db_err)
+}
+
+pub fn push(tx: &Transaction, jobs: &[NewJob]) -> StoreResult<()> {
+    let now = now_ms();
+    let base = now_us();
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO stint_jobs (jid, kind, queue, args, state, options, created_at, enqueued_at, run_at, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(db_err)?;
+    for (i, job) in jobs.iter().enumerate() {
+        let run_at = job.run_at.map(to_ms).filter(|t| *t > now);
+        let (state, enqueued_at) = match run_at {
+            Some(_) => (JobState::Scheduled, None),
+            None => (JobState::Enqueued, Some(now)),
+        };
+        let r = stmt.execute(params![
+            job.jid.as_str(),
+            job.kind,
+            job.options.queue,
+            to_json(&job.args),
+            state.as_str(),
+            to_json(&job.options),
+            now,
+            enqueued_at,
+            run_at,
+            base + i as i64,
+        ]);
+        match r {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                return Err(StoreError::Other(format!(
+                    "job {} already exists; push it with a fresh jid (nothing in this push was stored)",
+                    job.jid
+                )));
+            }
+            Err(e) => return Err(db_err(e)),
+        }
+    }
+    Ok(())
+}
+
+pub fn register(tx: &Transaction, p: &ProcessInfo, ttl: Duration) -> StoreResult<()> {
+    let now = now_ms();
+    tx.execute(
+        "INSERT OR REPLACE INTO stint_processes
+           (id, hostname, pid, queues, concurrency, started_at, beat_at, expires_at, busy, quiet)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            p.id,
+            p.hostname,
+            p.pid,
+            to_json(&p.queues),
+            p.concurrency,
+            p.started_at_ms,
+            now,
+            now + ttl.as_millis() as i64,
+            p.busy,
+            p.quiet
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub fn heartbeat(tx: &Transaction, id: &str, busy: u32, quiet: bool, ttl: Duration) -> StoreResult<bool> {
+    let now = now_ms();
+    let n = tx
+        .execute(
+            "UPDATE stint_processes SET beat_at = ?2, expires_at = ?3, busy = ?4, quiet = ?5 WHERE id = ?1",
+            params![id, now, now + ttl.as_millis() as i64, busy, quiet],
+        )
+        .map_err(db_err)?;
+    Ok(n > 0)
+}
+
+pub fn deregister(tx: &Transaction, id: &str) -> StoreResult<()> {
+    tx.execute("DELETE FROM stint_processes WHERE id = ?1", [id])
+        .map_err(db_err)?;
+    Ok(())
+}
+
+pub fn expire_process(tx: &Transaction, id: &str) -> StoreResult<()> {
+    tx.execute("UPDATE stint_processes SET expires_at = 0 WHERE id = ?1", [id])
+        .map_err(db_err)?;
+    Ok(())
+}
+
+pub fn fetch(tx: &Transaction, process: &str, queues: &[String], limit: usize) -> StoreResult<Vec<Leased>> {
+    let paused: HashSet<String> = {
+        let mut stmt = tx
+            .prepare_cached("SELECT name FROM stint_queues WHERE paused = 1")
+            .map_err(db_err)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)?
+    };
+    let now = now_ms();
+    let mut out = Vec::new();
+    let sql = format!(
+        "UPDATE stint_jobs SET state = 'running', process = ?1, stints = stints + 1, run_at = ?2, control = NULL
+         WHERE jid IN (SELECT jid FROM stint_jobs WHERE state = 'enqueued' AND queue = ?3 ORDER BY seq LIMIT ?4)
+         RETURNING {JOB_COLUMNS}, seq"
+    );
+    for queue in queues {
+        let want = limit - out.len();
+        if want == 0 {
+            break;
+        }
+        if paused.contains(queue) {
+            continue;
+        }
+        let mut stmt = tx.prepare_cached(&sql).map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![process, now, queue, want as i64], |r| {
+                Ok((job_from_row(r)?, r.get::<_, i64>(18)?))
+            })
+            .map_err(db_err)?;
+        let mut batch: Vec<_> = rows.collect::<Result<_, _>>().map_err(db_err)?;
+        batch.sort_by_key(|(_, seq)| *seq);
+        let mut hist = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO stint_stints (jid, number, process, started_at, done) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(db_err)?;
+        for (job, _) in batch {
+            hist.execute(params![job.jid.as_str(), job.stints, process, now, job.checkpoint.done as i64])
+                .map_err(db_err)?;
+            let lease = Lease {
+                jid: job.jid.clone(),
+                process: process.to_owned(),
+                stint: job.stints,
+            };
+            out.push(Leased { job, lease });
+        }
+    }
+    Ok(out)
+}
+
+/// Saves a running job's checkpoint, fenced by its lease. Shared by the
+/// store and by `checkpoint_tx` in a job's own transaction.
+pub fn checkpoint(conn: &Connection, lease: &Lease, cp: &Checkpoint) -> StoreResult<Option<Control>> {
+    let control: Option<Option<String>> = conn
+        .prepare_cached(
+            "UPDATE stint_jobs SET checkpoint = ?1
+             WHERE jid = ?2 AND state = 'running' AND process = ?3 AND stints = ?4
+             RETURNING control",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![to_json(cp), lease.jid.as_str(), lease.process, lease.stint], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_err)?;
+    match control {
+        None => Err(StoreError::LeaseLost(lease.jid.clone())),
+        Some(c) => Ok(c.as_deref().and_then(Control::parse)),
+    }
+}
+
+pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec<Jid>> {
+    let now = now_ms();
+    let mut refused = Vec::new();
+    for c in completions {
+        let lease = &c.lease;
+        let cp = c.checkpoint.as_ref().map(to_json);
+        let fence = "jid = ?1 AND state = 'running' AND process = ?2 AND stints = ?3";
+        let base = params![lease.jid.as_str(), lease.process, lease.stint, cp];
+        let n = match &c.outcome {
+            Outcome::Succeeded { result } => tx.execute(
+                &format!(
+                    "UPDATE stint_jobs SET state = 'succeeded', checkpoint = COALESCE(?4, checkpoint),
+                       process = NULL, control = NULL, finished_at = ?5, result = ?6, reason = NULL
+                     WHERE {fence}"
+                ),
+                params![base[0], base[1], base[2], base[3], now, result.as_ref().map(to_json)],
+            ),
+            Outcome::Retry { error, retry_at_ms } => tx.execute(
+                &format!(
+                    "UPDATE stint_jobs SET state = 'retrying', checkpoint = COALESCE(?4, checkpoint),
+                       process = NULL, control = NULL, attempts = attempts + 1, run_at = ?5,
+                       error = ?6, reason = ?7
+                     WHERE {fence}"
+                ),
+                params![base[0], base[1], base[2], base[3], retry_at_ms, to_json(error), error.message],
+            ),
+            Outcome::Dead { error, reason } => tx.execute(
+                &format!(
+                    "UPDATE stint_jobs SET state = 'dead', checkpoint = COALESCE(?4, checkpoint),
+                       process = NULL, control = NULL, attempts = attempts + 1, finished_at = ?5,
+                       error = ?6, reason = ?7
+                     WHERE {fence}"
+                ),
+                params![base[0], base[1], base[2], base[3], now, to_json(error), reason],
+            ),
+            Outcome::Requeue { reason } => {
+                let job_queue: Option<String> = tx
+                    .query_row("SELECT queue FROM stint_jobs WHERE jid = ?1", [lease.jid.as_str()], |r| r.get(0))
+                    .optional()
+                    .map_err(db_err)?;
+                let seq = match job_queue {
+                    Some(q) => head_seq(tx, &q)?,
+                    None => 0,
+                };
+                tx.execute(
+                    &format!(
+                        "UPDATE stint_jobs SET state = 'enqueued', checkpoint = COALESCE(?4, checkpoint),
+                           process = NULL, control = NULL, seq = ?5, enqueued_at = ?6, reason = ?7
+                         WHERE {fence}"
+                    ),
+                    params![base[0], base[1], base[2], base[3], seq, now, reason],
+                )
+            }
+            Outcome::Paused | Outcome::Cancelled => {
+                let state = c.outcome.next_state();
+                let finished = (state == JobState::Cancelled).then_some(now);
+                tx.execute(
+                    &format!(
+                        "UPDATE stint_jobs SET state = ?5, checkpoint = COALESCE(?4, checkpoint),
+                           process = NULL, control = NULL, finished_at = ?6, reason = ?7
+                         WHERE {fence}"
+                    ),
+                    params![base[0], base[1], base[2], base[3], state.as_str(), finished, c.outcome.reason()],
+                )
+            }
+        }
+        .map_err(db_err)?;
+        if n == 0 {
+            refused.push(lease.jid.clone());
+            continue;
+        }
+        let done = c.checkpoint.as_ref().map(|cp| cp.done as i64);
+        tx.execute(
+            "UPDATE stint_stints SET ended_at = ?3, outcome = ?4, reason = ?5, done = COALESCE(?6, done)
+             WHERE jid = ?1 AND number = ?2",
+            params![lease.jid.as_str(), lease.stint, now, c.outcome.label(), c.outcome.reason(), done],
+        )
+        .map_err(db_err)?;
+        if let Outcome::Retry { error, .. } | Outcome::Dead { error, .. } = &c.outcome {
+            tx.execute(
+                "INSERT INTO stint_errors (jid, at, attempt, message, chain) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![lease.jid.as_str(), error.at_ms, error.attempt, error.message, to_json(&error.chain)],
+            )
+            .map_err(db_err)?;
+        }
+    }
+    Ok(refused)
+}
+
+pub fn controls(conn: &Connection, process: &str) -> StoreResult<Vec<(Jid, Control)>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT jid, control FROM stint_jobs WHERE state = 'running' AND process = ?1 AND control IS NOT NULL",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([process], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (jid, control) = row.map_err(db_err)?;
+        if let (Ok(jid), Some(c)) = (Jid::parse(&jid), Control::parse(&control)) {
+            out.push((jid, c));
+        }
+    }
+    Ok(out)
+}
+
+pub fn promote_due(tx: &Transaction) -> StoreResult<u64> {
+    let n = tx
+        .execute(
+            "UPDATE stint_jobs SET state = 'enqueued', enqueued_at = ?1, seq = ?2, run_at = NULL
+             WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1",
+            params![now_ms(), now_us()],
+        )
+        .map_err(db_err)?;
+    Ok(n as u64)
+}
+
+pub fn recover_orphans(tx: &Transaction, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {
+    let now = now_ms();
+    let orphans: Vec<(String, String, String, u32, u32, String, Option<String>)> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT j.jid, j.kind, j.process, j.recoveries, j.stints, j.queue, j.control
+                 FROM stint_jobs j
+                 WHERE j.state = 'running'
+                   AND NOT EXISTS (SELECT 1 FROM stint_processes p WHERE p.id = j.process AND p.expires_at >= ?1)",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([now], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<String>>(2)?.unwrap_or_default(), r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)?
+    };
+    let mut out = Vec::new();
+    for (jid, kind, process, recoveries, stint, queue, control) in orphans {
+        let rec = recoveries + 1;
+        let (state, reason) = match control.as_deref().and_then(Control::parse) {
+            Some(Control::Cancel) => (JobState::Cancelled, "cancelled by operator (its process died first)".to_owned()),
+            Some(Control::Pause) => (JobState::Paused, "paused by operator (its process died first)".to_owned()),
+            None if rec > max_recoveries => (
+                JobState::Dead,
+                format!("poison pill: recovered {rec} times; its process died while running it each time"),
+            ),
+            None => (JobState::Enqueued, format!("recovered from process {process}, which died")),
+        };
+        let seq = head_seq(tx, &queue)?;
+        let finished = state.is_final().then_some(now);
+        tx.execute(
+            "UPDATE stint_jobs SET state = ?3, recoveries = ?4, process = NULL, control = NULL,
+               seq = ?5, enqueued_at = ?6, finished_at = ?7, reason = ?8
+             WHERE jid = ?1 AND state = 'running' AND stints = ?2",
+            params![jid, stint, state.as_str(), rec, seq, now, finished, reason],
+        )
+        .map_err(db_err)?;
+        tx.execute(
+            "UPDATE stint_stints SET ended_at = ?3, outcome = 'recovered', reason = ?4
+             WHERE jid = ?1 AND number = ?2",
+            params![jid, stint, now, format!("process {process} died")],
+        )
+        .map_err(db_err)?;
+        out.push(Recovered {
+            jid: Jid::parse(&jid).unwrap_or_default(),
+            kind,
+            process,
+            recoveries: rec,
+            state,
+        });
+    }
+    tx.execute("DELETE FROM stint_processes WHERE expires_at < ?1", [now])
+        .map_err(db_err)?;
+    Ok(out)
+}
