@@ -79,6 +79,17 @@ async fn sigterm_aborts_a_job_that_ignores_it_after_the_timeout_and_keeps_its_la
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_leased_jobs_are_recovered_by_a_live_process_none_lost() {
+    sigkill_recovery(&[]).await;
+}
+
+/// As across machines: no process can see the dead one's pid, only its
+/// lease expiring (default TTL) tells.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_leased_jobs_are_recovered_by_lease_expiry_alone() {
+    sigkill_recovery(&[("STINT_NO_REAP", "1")]).await;
+}
+
+async fn sigkill_recovery(env: &[(&str, &str)]) {
     let ts = TestStore::new();
     let client = Client::new(ts.store.clone());
     let jobs: Vec<Count> = (0..40)
@@ -87,14 +98,14 @@ async fn sigkill_leased_jobs_are_recovered_by_a_live_process_none_lost() {
     let jids: Vec<Jid> = client.push_many(&jobs, Push::new()).await.unwrap();
 
     // The first process takes all 40 jobs.
-    let mut doomed = WorkerProc::start(BIN, &ts, 40, &[]);
+    let mut doomed = WorkerProc::start(BIN, &ts, 40, env);
     wait_for(Duration::from_secs(20), "all 40 jobs running with progress", || async {
         let running = ts.store.jobs(&stint::JobFilter { state: Some(JobState::Running), limit: 1000, ..Default::default() }).await.unwrap();
         (running.len() == 40 && running.iter().all(|j| j.checkpoint.done > 0)).then_some(())
     })
     .await;
     // A live process with free slots, started after the queue emptied.
-    let survivor = WorkerProc::start(BIN, &ts, 40, &[]);
+    let survivor = WorkerProc::start(BIN, &ts, 40, env);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     doomed.signal(libc::SIGKILL);

@@ -98,6 +98,9 @@ pub struct WorkerConfig {
     pub max_recoveries: u32,
     /// Install handlers for SIGTERM/SIGINT (stop) and SIGTSTP (quiet).
     pub handle_signals: bool,
+    /// Recover at once the jobs of processes on this host whose pid is gone,
+    /// rather than waiting for their leases to expire.
+    pub reap_local_processes: bool,
 }
 
 impl Default for WorkerConfig {
@@ -114,6 +117,7 @@ impl Default for WorkerConfig {
             flush_interval: Duration::from_secs(1),
             max_recoveries: 3,
             handle_signals: true,
+            reap_local_processes: true,
         }
     }
 }

@@ -132,7 +132,9 @@ async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
     let mut last_pid_check: Option<Instant> = None;
     let mut ticker = Ticker::new(shared.config.maintenance_interval, stop);
     while ticker.tick().await {
-        if last_pid_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+        if shared.config.reap_local_processes
+            && last_pid_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+        {
             last_pid_check = Some(Instant::now());
             expire_dead_local_processes(&shared).await;
         }

@@ -2,7 +2,7 @@
 //! `stint-test-worker STORE_URL [CONCURRENCY]`, with the test jobs
 //! registered. Lease TTL and shutdown timeout come from the environment
 //! (`STINT_LEASE_TTL_MS`, `STINT_SHUTDOWN_TIMEOUT_MS`) so tests can shorten
-//! them.
+//! them; `STINT_NO_REAP` leaves dead processes to lease expiry alone.
 
 use std::time::Duration;
 
@@ -33,6 +33,10 @@ async fn main() {
     }
     if let Some(t) = env_ms("STINT_SHUTDOWN_TIMEOUT_MS") {
         builder = builder.shutdown_timeout(t);
+    }
+    if std::env::var_os("STINT_NO_REAP").is_some() {
+        // Only lease expiry finds dead processes, as across machines.
+        builder.config_mut().reap_local_processes = false;
     }
     let worker = builder.build();
     eprintln!("READY {}", worker.handle().process_id());
