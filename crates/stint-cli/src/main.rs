@@ -1,1 +1,194 @@
-fn main(){}
+//! The `stint` binary: the demo and the operator's commands (status, jobs,
+//! show, pause, resume, cancel, retry, queue pause/resume).
+
+mod demo;
+mod format;
+mod ops;
+mod show;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use stint::model::{Jid, JobState};
+use stint::store::JobFilter;
+use tracing_subscriber::EnvFilter;
+
+use crate::ops::{Command, Target};
+
+/// Long-running background jobs that survive deploys, operators and kill -9.
+#[derive(Parser, Debug)]
+#[command(name = "stint", version, about)]
+struct Cli {
+    /// The store: sqlite://PATH.
+    #[arg(
+        long,
+        global = true,
+        env = "STINT_STORE",
+        default_value = "sqlite://stint.db"
+    )]
+    store: String,
+
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Runs a resumable import of a synthetic data set (interrupt it and run
+    /// it again: it carries on).
+    Demo {
+        #[command(flatten)]
+        args: demo::DemoArgs,
+    },
+    /// Jobs per state, queues and live worker processes.
+    Status {
+        /// Print JSON: {store, states, counts, queues, processes}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists jobs, newest first, with their progress.
+    Jobs {
+        /// Only jobs in this state: scheduled, enqueued, running, paused,
+        /// retrying, succeeded, dead or cancelled.
+        #[arg(long)]
+        state: Option<JobState>,
+        /// Only jobs in this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only jobs of this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON: an array of jobs, each with `fraction` and `eta_s`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows one job: arguments, checkpoint, stints and errors.
+    Show {
+        #[arg(value_parser = Jid::parse)]
+        jid: Jid,
+        /// Print JSON: {job, history, errors, eta_s}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pauses a job: at once when waiting, at its next checkpoint when running.
+    Pause {
+        #[arg(value_parser = Jid::parse)]
+        jid: Jid,
+    },
+    /// Resumes a paused job (head of its queue, progress kept), or withdraws a
+    /// pause a running job has not acted on yet.
+    Resume {
+        #[arg(value_parser = Jid::parse)]
+        jid: Jid,
+    },
+    /// Cancels a job: at once when waiting, at its next checkpoint when running.
+    Cancel {
+        #[arg(value_parser = Jid::parse)]
+        jid: Jid,
+    },
+    /// Enqueues a dead, cancelled, retrying or scheduled job now, progress kept.
+    Retry {
+        #[arg(value_parser = Jid::parse)]
+        jid: Jid,
+    },
+    /// Pauses or resumes a whole queue.
+    Queue {
+        #[command(subcommand)]
+        action: QueueCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueCmd {
+    /// Workers take no new jobs from the queue; running jobs go on.
+    Pause { name: String },
+    /// Workers take jobs from the queue again.
+    Resume { name: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    drop(runtime);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let url = cli.store;
+    if let Cmd::Demo { args } = cli.command {
+        return demo::run(&url, args).await;
+    }
+    // Operator commands read an existing store: a mistyped path is an error,
+    // not a new empty store.
+    if let Some(path) = sqlite_path(&url) {
+        if !Path::new(path).exists() {
+            anyhow::bail!(
+                "no stint store at {url}: {path} does not exist (choose one with --store or STINT_STORE)"
+            );
+        }
+    }
+    let store = stint::connect(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open {url}: {e}"))?;
+    tracing::debug!(store = store.kind(), %url, "store opened");
+    let t = Target { store, url };
+
+    match cli.command {
+        Cmd::Demo { .. } => unreachable!("handled above"),
+        Cmd::Status { json } => ops::status(&t, json).await?,
+        Cmd::Jobs {
+            state,
+            queue,
+            kind,
+            limit,
+            json,
+        } => {
+            let filter = JobFilter {
+                state,
+                queue,
+                kind,
+                limit,
+            };
+            ops::jobs(&t, &filter, json).await?
+        }
+        Cmd::Show { jid, json } => ops::show(&t, &jid, json).await?,
+        Cmd::Pause { jid } => ops::command(&t, Command::Pause, &jid).await?,
+        Cmd::Resume { jid } => ops::command(&t, Command::Resume, &jid).await?,
+        Cmd::Cancel { jid } => ops::command(&t, Command::Cancel, &jid).await?,
+        Cmd::Retry { jid } => ops::command(&t, Command::Retry, &jid).await?,
+        Cmd::Queue { action } => match action {
+            QueueCmd::Pause { name } => ops::queue(&t, &name, true).await?,
+            QueueCmd::Resume { name } => ops::queue(&t, &name, false).await?,
+        },
+    }
+    Ok(0)
+}
+
+/// The file a `sqlite://PATH` (or `sqlite:PATH`) URL names.
+fn sqlite_path(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .filter(|p| !p.is_empty() && *p != ":memory:")
+}

@@ -328,7 +328,7 @@ impl Worker {
         let completer = tokio::spawn(completer::run(shared.clone(), done_rx));
         let upkeep = upkeep::spawn(shared.clone());
 
-        let summary = fetch_loop(shared.clone(), done_tx).await;
+        fetch_loop(shared.clone(), done_tx).await;
 
         // Every stint has ended and sent its completion; the completer
         // drains the channel and ends.
@@ -338,7 +338,6 @@ impl Worker {
             tracing::warn!(error = %e, "could not deregister this process; its record expires on its own");
         }
         tracing::info!(process = %shared.process.id, stints, handed_back, "worker stopped");
-        let _ = summary;
         Ok(RunSummary { stints, handed_back })
     }
 }

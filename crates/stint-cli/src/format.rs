@@ -1,0 +1,238 @@
+//! Text for people: durations ("1h 02m"), ages ("12s ago"), UTC times,
+//! progress, rates and plain aligned tables. No terminal colours, so output
+//! pipes cleanly into `grep` and `less`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use stint::model::{now_ms, Checkpoint, JobRecord};
+
+/// A duration for a person: "850ms", "12.5s", "3m 05s", "1h 02m", "2d 03h".
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    if secs < 10 {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    if secs < 60 {
+        return format!("{secs}s");
+    }
+    let (m, s) = (secs / 60, secs % 60);
+    if m < 60 {
+        return format!("{m}m {s:02}s");
+    }
+    let (h, m) = (m / 60, m % 60);
+    if h < 24 {
+        return format!("{h}h {m:02}m");
+    }
+    format!("{}d {:02}h", h / 24, h % 24)
+}
+
+/// A span in milliseconds (negative spans count as zero).
+pub fn duration_ms(ms: i64) -> String {
+    duration(Duration::from_millis(ms.max(0) as u64))
+}
+
+/// How long ago an epoch-ms instant was: "12s ago", "in 3m 05s" when it is
+/// still to come, "now" within a second.
+pub fn age(at_ms: i64) -> String {
+    let delta = now_ms() - at_ms;
+    if delta.abs() < 1_000 {
+        "now".into()
+    } else if delta > 0 {
+        format!("{} ago", duration_ms(delta))
+    } else {
+        format!("in {}", duration_ms(-delta))
+    }
+}
+
+/// An epoch-ms instant as UTC, RFC 3339 style: "2024-05-01T12:03:04Z".
+pub fn utc(at_ms: i64) -> String {
+    let secs = at_ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, mo, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// UTC time with its age: "2024-05-01T12:03:04Z (12s ago)".
+pub fn when(at_ms: i64) -> String {
+    format!("{} ({})", utc(at_ms), age(at_ms))
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// "1234/5000 24.7%", or "1234" when the total is unknown.
+pub fn progress(cp: &Checkpoint) -> String {
+    match (cp.total, cp.fraction()) {
+        (Some(total), Some(f)) => format!("{}/{} {:.1}%", cp.done, total, f * 100.0),
+        (Some(total), None) => format!("{}/{}", cp.done, total),
+        _ => cp.done.to_string(),
+    }
+}
+
+/// Items per second: "12.3/s", "4.5k/s", "1.20M/s"; "-" when unknown.
+pub fn rate(rate: Option<f64>) -> String {
+    match rate {
+        Some(r) if r >= 1e6 => format!("{:.2}M/s", r / 1e6),
+        Some(r) if r >= 1e4 => format!("{:.1}k/s", r / 1e3),
+        Some(r) if r >= 100.0 => format!("{r:.0}/s"),
+        Some(r) => format!("{r:.1}/s"),
+        None => "-".into(),
+    }
+}
+
+/// A job's estimated time left (`Checkpoint::eta`); none once the job has
+/// ended.
+pub fn job_eta(job: &JobRecord) -> Option<Duration> {
+    if job.state.is_final() {
+        None
+    } else {
+        job.checkpoint.eta()
+    }
+}
+
+/// A job's estimated time left; "-" when it cannot be estimated.
+pub fn eta(job: &JobRecord) -> String {
+    job_eta(job).map(duration).unwrap_or_else(|| "-".into())
+}
+
+/// "yes" or "no".
+pub fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Text or "-" for nothing.
+pub fn or_dash(s: Option<impl ToString>) -> String {
+    s.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// A plain table: a header row, then rows, columns padded to fit. Columns
+/// marked numeric are aligned right.
+pub struct Table {
+    headers: Vec<&'static str>,
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Columns by header; a header starting with '>' is aligned right (the
+    /// '>' is not shown).
+    pub fn new(headers: &[&'static str]) -> Self {
+        Table {
+            right: headers.iter().map(|h| h.starts_with('>')).collect(),
+            headers: headers.iter().map(|h| h.trim_start_matches('>')).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn render(&self) -> String {
+        let n = self.headers.len();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate().take(n) {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let headers: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
+        for row in std::iter::once(&headers).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, width) in widths.iter().enumerate() {
+                let cell = row.get(i).map(String::as_str).unwrap_or("");
+                let pad = width.saturating_sub(cell.chars().count());
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                if self.right[i] {
+                    let _ = write!(line, "{}{cell}", " ".repeat(pad));
+                } else if i + 1 < n {
+                    let _ = write!(line, "{cell}{}", " ".repeat(pad));
+                } else {
+                    line.push_str(cell);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(duration(Duration::from_millis(2_500)), "2.5s");
+        assert_eq!(duration(Duration::from_secs(42)), "42s");
+        assert_eq!(duration(Duration::from_secs(185)), "3m 05s");
+        assert_eq!(duration(Duration::from_secs(3_720)), "1h 02m");
+        assert_eq!(duration(Duration::from_secs(97_200)), "1d 03h");
+    }
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_714_565_000_123), "2024-05-01T12:03:20Z");
+        assert_eq!(utc(-1_000), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn progress_and_rates() {
+        let cp = Checkpoint {
+            done: 250,
+            total: Some(1000),
+            rate: Some(50.0),
+            ..Default::default()
+        };
+        assert_eq!(progress(&cp), "250/1000 25.0%");
+        assert_eq!(cp.eta().map(duration).as_deref(), Some("15s"));
+        assert_eq!(rate(Some(12_345.0)), "12.3k/s");
+        assert_eq!(rate(None), "-");
+        assert_eq!(progress(&Checkpoint::default()), "0");
+    }
+
+    #[test]
+    fn tables_align() {
+        let mut t = Table::new(&["NAME", ">SIZE", "NOTE"]);
+        t.row(vec!["a".into(), "1".into(), "x".into()]);
+        t.row(vec!["long".into(), "100".into(), String::new()]);
+        assert_eq!(t.render(), "NAME  SIZE  NOTE\na        1  x\nlong   100\n");
+    }
+}

@@ -1,0 +1,283 @@
+//! The operator commands: what they ask the store and what they print.
+//!
+//! JSON output (`--json`), stable keys:
+//! - `status`: the store's `Stats` (`states` as `[state, count]` pairs,
+//!   `queues`, `processes`) plus `store` (the URL) and `counts` (an object,
+//!   state → count, every state present).
+//! - `jobs`: an array of `JobRecord`s, each with `fraction` (0..=1, null
+//!   without a total) and `eta_s` (seconds left at the last measured rate; null
+//!   when unknown or once the job has ended).
+//! - `show`: the `JobDetail` (`job`, `history`, `errors`) plus `eta_s`.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use stint::model::{Control, Jid, JobDetail, JobRecord, JobState, Stats};
+use stint::store::{CommandEffect, JobFilter};
+use stint::{Store, StoreError};
+
+use crate::format::{self as fmt, Table};
+
+/// The store a command talks to, and the URL it was opened from (for
+/// messages).
+pub struct Target {
+    pub store: Arc<dyn Store>,
+    pub url: String,
+}
+
+impl Target {
+    /// A store error as an operator should read it.
+    fn explain(&self, e: StoreError) -> anyhow::Error {
+        match e {
+            StoreError::NotFound(jid) => self.no_job(&jid),
+            e @ StoreError::InvalidState { .. } => anyhow!("{e}"),
+            e => anyhow!("{}: {e}", self.url),
+        }
+    }
+
+    fn no_job(&self, jid: &Jid) -> anyhow::Error {
+        anyhow!("no job {jid} in {}", self.url)
+    }
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Job counts as a JSON object in lifecycle order.
+struct Counts<'a>(&'a [(JobState, u64)]);
+
+impl Serialize for Counts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (state, n) in self.0 {
+            map.serialize_entry(state.as_str(), n)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    store: &'a str,
+    #[serde(flatten)]
+    stats: &'a Stats,
+    counts: Counts<'a>,
+}
+
+/// `stint status`: jobs per state, queues, live processes.
+pub async fn status(t: &Target, json: bool) -> anyhow::Result<()> {
+    let stats = t.store.stats().await.map_err(|e| t.explain(e))?;
+    if json {
+        return print_json(&StatusJson {
+            store: &t.url,
+            stats: &stats,
+            counts: Counts(&stats.states),
+        });
+    }
+    println!("store {}\n", t.url);
+    let mut states = Table::new(&["STATE", ">JOBS"]);
+    for state in JobState::ALL {
+        states.row(vec![state.to_string(), stats.count(state).to_string()]);
+    }
+    print!("{}", states.render());
+
+    let mut queues = Table::new(&["QUEUE", ">SIZE", "PAUSED", ">LATENCY"]);
+    for q in &stats.queues {
+        queues.row(vec![
+            q.name.clone(),
+            q.size.to_string(),
+            fmt::yes_no(q.paused).into(),
+            q.latency_ms
+                .map(fmt::duration_ms)
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    if queues.is_empty() {
+        println!("\nno queues");
+    } else {
+        print!("\n{}", queues.render());
+    }
+
+    let mut procs = Table::new(&[
+        "PROCESS",
+        ">BUSY",
+        "QUEUES",
+        "QUIET",
+        "STARTED",
+        "LAST BEAT",
+    ]);
+    for p in &stats.processes {
+        procs.row(vec![
+            p.id.clone(),
+            format!("{}/{}", p.busy, p.concurrency),
+            p.queues.join(","),
+            fmt::yes_no(p.quiet).into(),
+            fmt::age(p.started_at_ms),
+            fmt::age(p.beat_at_ms),
+        ]);
+    }
+    if procs.is_empty() {
+        println!("\nno live processes");
+    } else {
+        print!("\n{}", procs.render());
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct JobJson<'a> {
+    #[serde(flatten)]
+    job: &'a JobRecord,
+    fraction: Option<f64>,
+    eta_s: Option<f64>,
+}
+
+impl<'a> JobJson<'a> {
+    fn new(job: &'a JobRecord) -> Self {
+        JobJson {
+            job,
+            fraction: job.checkpoint.fraction(),
+            eta_s: fmt::job_eta(job).map(|d| d.as_secs_f64()),
+        }
+    }
+}
+
+/// `stint jobs`: the jobs a filter selects, newest first.
+pub async fn jobs(t: &Target, filter: &JobFilter, json: bool) -> anyhow::Result<()> {
+    let jobs = t.store.jobs(filter).await.map_err(|e| t.explain(e))?;
+    if json {
+        let rows: Vec<_> = jobs.iter().map(JobJson::new).collect();
+        return print_json(&rows);
+    }
+    if jobs.is_empty() {
+        println!("no jobs match");
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        "JID",
+        "KIND",
+        "QUEUE",
+        "STATE",
+        ">PROGRESS",
+        ">RATE",
+        ">ETA",
+        ">STINTS",
+        ">ATTEMPTS",
+        "PROCESS",
+    ]);
+    for j in &jobs {
+        let mut state = j.state.to_string();
+        if let Some(c) = j.control {
+            state = format!("{state} ({} pending)", c.as_str());
+        }
+        table.row(vec![
+            j.jid.to_string(),
+            j.kind.clone(),
+            j.queue.clone(),
+            state,
+            fmt::progress(&j.checkpoint),
+            fmt::rate(j.checkpoint.rate),
+            fmt::eta(j),
+            j.stints.to_string(),
+            format!("{}/{}", j.attempts, j.options.max_attempts),
+            fmt::or_dash(j.process.as_deref()),
+        ]);
+    }
+    print!("{}", table.render());
+    if jobs.len() == filter.limit {
+        println!("(first {}; --limit N shows more)", jobs.len());
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct DetailJson<'a> {
+    #[serde(flatten)]
+    detail: &'a JobDetail,
+    eta_s: Option<f64>,
+}
+
+/// `stint show JID`: one job, its checkpoint, stints and errors.
+pub async fn show(t: &Target, jid: &Jid, json: bool) -> anyhow::Result<()> {
+    let detail = t
+        .store
+        .job(jid)
+        .await
+        .map_err(|e| t.explain(e))?
+        .ok_or_else(|| t.no_job(jid))?;
+    if json {
+        return print_json(&DetailJson {
+            detail: &detail,
+            eta_s: fmt::job_eta(&detail.job).map(|d| d.as_secs_f64()),
+        });
+    }
+    print!("{}", crate::show::render(&detail));
+    Ok(())
+}
+
+/// Which operator command to give a job.
+#[derive(Clone, Copy, Debug)]
+pub enum Command {
+    Pause,
+    Resume,
+    Cancel,
+    Retry,
+}
+
+/// `stint pause|resume|cancel|retry JID`.
+pub async fn command(t: &Target, cmd: Command, jid: &Jid) -> anyhow::Result<()> {
+    let result = match cmd {
+        Command::Pause => t.store.pause(jid).await,
+        Command::Resume => t.store.resume(jid).await,
+        Command::Cancel => t.store.cancel(jid).await,
+        Command::Retry => t.store.retry(jid).await,
+    };
+    let effect = result.map_err(|e| t.explain(e))?;
+    println!("{}", describe(cmd, jid, effect));
+    Ok(())
+}
+
+/// What a command did, in words.
+fn describe(cmd: Command, jid: &Jid, effect: CommandEffect) -> String {
+    use CommandEffect::*;
+    match (cmd, effect) {
+        (Command::Pause, Done(JobState::Paused)) => {
+            format!("job {jid} paused; `stint resume {jid}` puts it back at the head of its queue")
+        }
+        (_, Requested(Control::Pause)) => format!(
+            "job {jid} is running: pause requested; it stops at its next checkpoint and keeps its progress"
+        ),
+        (_, Requested(Control::Cancel)) => {
+            format!("job {jid} is running: cancel requested; it stops at its next checkpoint")
+        }
+        (Command::Resume, Done(JobState::Enqueued)) => {
+            format!("job {jid} resumed: enqueued at the head of its queue, progress kept")
+        }
+        (_, Withdrawn) => {
+            format!("job {jid} is running: its pending pause was withdrawn; it carries on")
+        }
+        (Command::Cancel, Done(JobState::Cancelled)) => format!("job {jid} cancelled"),
+        (Command::Retry, Done(JobState::Enqueued)) => {
+            format!("job {jid} enqueued for another try, progress kept")
+        }
+        (_, Done(state)) => format!("job {jid} is now {state}"),
+    }
+}
+
+/// `stint queue pause|resume NAME`.
+pub async fn queue(t: &Target, name: &str, paused: bool) -> anyhow::Result<()> {
+    t.store
+        .set_queue_paused(name, paused)
+        .await
+        .map_err(|e| t.explain(e))?;
+    if paused {
+        println!("queue {name} paused: workers take no new jobs from it; running jobs go on");
+    } else {
+        println!("queue {name} resumed");
+    }
+    Ok(())
+}
