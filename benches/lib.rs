@@ -98,15 +98,25 @@ impl Job for CheckpointLoop {
             }
         }
         std::hint::black_box(acc);
-        LOOP_NANOS.store(start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::SeqCst);
+        LOOP_NANOS.store(
+            start.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::SeqCst,
+        );
         Ok(())
     }
 }
 
 /// Runs one `CheckpointLoop` job to completion; returns its loop's time.
-pub async fn checkpoint_loop(store: Arc<dyn Store>, iterations: u64, with_checkpoint: bool) -> Duration {
+pub async fn checkpoint_loop(
+    store: Arc<dyn Store>,
+    iterations: u64,
+    with_checkpoint: bool,
+) -> Duration {
     let jid = Client::new(store.clone())
-        .push(&CheckpointLoop { iterations, with_checkpoint })
+        .push(&CheckpointLoop {
+            iterations,
+            with_checkpoint,
+        })
         .await
         .expect("push");
     let worker = Worker::builder(store.clone())

@@ -28,7 +28,9 @@ async fn main() {
     let rate = push_bulk(fresh(), bulk, 1_000).await;
     println!("push_many, 1,000 per call:      {rate:>10.0} jobs/s  ({bulk} jobs)");
     let rate = noop_throughput(fresh(), jobs, 10).await;
-    println!("no-op jobs, concurrency 10:     {rate:>10.0} jobs/s  ({jobs} jobs, push to last success)");
+    println!(
+        "no-op jobs, concurrency 10:     {rate:>10.0} jobs/s  ({jobs} jobs, push to last success)"
+    );
 
     let store = fresh();
     let without = checkpoint_loop(store.clone(), iters, false).await;

@@ -12,7 +12,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use stint::sqlite::{open_connection, CtxExt, SqliteStore};
-use stint::{Client, Ctx, Job, JobError, JobFilter, JobOptions, JobRecord, JobState, Push, Store, Worker};
+use stint::{
+    Client, Ctx, Job, JobError, JobFilter, JobOptions, JobRecord, JobState, Push, Store, Worker,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -76,11 +78,18 @@ impl Job for DemoImport {
             let upto = (next + PAGE).min(self.end);
             // The page's rows and the chunk's checkpoint in one transaction.
             tokio::task::block_in_place(|| -> Result<(), JobError> {
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 {
-                    let mut insert = tx.prepare_cached("INSERT INTO demo_rows (run, id, value) VALUES (?1, ?2, ?3)")?;
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO demo_rows (run, id, value) VALUES (?1, ?2, ?3)",
+                    )?;
                     for id in next..upto {
-                        insert.execute(rusqlite::params![self.run as i64, id as i64, value_of(id)])?;
+                        insert.execute(rusqlite::params![
+                            self.run as i64,
+                            id as i64,
+                            value_of(id)
+                        ])?;
                     }
                 }
                 ctx.checkpoint_tx(&tx, &upto, upto - next)?;
@@ -143,7 +152,9 @@ pub async fn run(store_url: &str, args: DemoArgs) -> anyhow::Result<i32> {
                     let done: u64 = jobs.iter().map(|j| j.checkpoint.done).sum();
                     bar.set_position(done);
                     let ours = jobs.iter().filter(|j| jids.contains(&j.jid));
-                    if ours.clone().count() == jids.len() && ours.clone().all(|j| j.state.is_final()) {
+                    if ours.clone().count() == jids.len()
+                        && ours.clone().all(|j| j.state.is_final())
+                    {
                         handle.shutdown();
                         return;
                     }
@@ -161,9 +172,20 @@ pub async fn run(store_url: &str, args: DemoArgs) -> anyhow::Result<i32> {
     bar.abandon();
 
     if !jobs.iter().all(|j| j.state == JobState::Succeeded) {
-        if jobs.iter().any(|j| matches!(j.state, JobState::Dead | JobState::Cancelled)) {
-            for j in jobs.iter().filter(|j| matches!(j.state, JobState::Dead | JobState::Cancelled)) {
-                eprintln!("chunk {} is {}: {}", j.jid, j.state, j.reason.clone().unwrap_or_default());
+        if jobs
+            .iter()
+            .any(|j| matches!(j.state, JobState::Dead | JobState::Cancelled))
+        {
+            for j in jobs
+                .iter()
+                .filter(|j| matches!(j.state, JobState::Dead | JobState::Cancelled))
+            {
+                eprintln!(
+                    "chunk {} is {}: {}",
+                    j.jid,
+                    j.state,
+                    j.reason.clone().unwrap_or_default()
+                );
             }
             eprintln!("the import cannot complete; `stint retry JID` the chunk, or start over with a new file");
             return Ok(1);
@@ -171,10 +193,12 @@ pub async fn run(store_url: &str, args: DemoArgs) -> anyhow::Result<i32> {
         let mut at: Vec<String> = jobs
             .iter()
             .filter(|j| !j.state.is_final())
-            .map(|j| match j.checkpoint.cursor.as_ref().and_then(|c| c.as_u64()) {
-                Some(row) => format!("row {row}"),
-                None => "its start".into(),
-            })
+            .map(
+                |j| match j.checkpoint.cursor.as_ref().and_then(|c| c.as_u64()) {
+                    Some(row) => format!("row {row}"),
+                    None => "its start".into(),
+                },
+            )
             .collect();
         at.sort();
         println!(
@@ -222,9 +246,15 @@ async fn resume_or_start(
                 .filter(|j| chunks.iter().any(|(jid, _, _)| *jid == j.jid))
                 .map(|j| j.checkpoint.done)
                 .sum();
-            println!("resuming the import of {rows} rows in {} chunks: {done} rows already imported", chunks.len());
+            println!(
+                "resuming the import of {rows} rows in {} chunks: {done} rows already imported",
+                chunks.len()
+            );
             if rows != args.rows {
-                println!("(the unfinished run has {rows} rows; --rows {} applies to the next run)", args.rows);
+                println!(
+                    "(the unfinished run has {rows} rows; --rows {} applies to the next run)",
+                    args.rows
+                );
             }
             return Ok(chunks.into_iter().map(|(j, c, _)| (j, c)).collect());
         }
@@ -243,7 +273,9 @@ async fn resume_or_start(
         })
         .filter(|c| c.end > c.start)
         .collect();
-    let jids = Client::new(store.clone()).push_many(&chunks, Push::new()).await?;
+    let jids = Client::new(store.clone())
+        .push_many(&chunks, Push::new())
+        .await?;
     println!(
         "importing {} rows in {} chunks into {db}; Ctrl-C stops it, running it again resumes",
         args.rows,
@@ -262,7 +294,9 @@ async fn demo_jobs(store: &Arc<dyn Store>, run: u64) -> anyhow::Result<Vec<JobRe
         .await?;
     Ok(all
         .into_iter()
-        .filter(|j| serde_json::from_value::<DemoImport>(j.args.clone()).is_ok_and(|c| c.run == run))
+        .filter(|j| {
+            serde_json::from_value::<DemoImport>(j.args.clone()).is_ok_and(|c| c.run == run)
+        })
         .collect())
 }
 

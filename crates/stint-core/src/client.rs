@@ -92,7 +92,10 @@ impl Client {
     /// Builds the record a push stores, without pushing it.
     pub fn prepare<J: Job>(job: &J, push: &Push) -> StoreResult<NewJob> {
         let args = serde_json::to_value(job).map_err(|e| {
-            StoreError::Other(format!("arguments of a {} job do not serialize: {e}", J::KIND))
+            StoreError::Other(format!(
+                "arguments of a {} job do not serialize: {e}",
+                J::KIND
+            ))
         })?;
         Ok(NewJob {
             jid: push.jid.clone().unwrap_or_default(),

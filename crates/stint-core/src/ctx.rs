@@ -234,7 +234,10 @@ impl Ctx {
         self.checkpoint.steps.iter().any(|s| s == name)
     }
 
-    fn cursor_value<C: Serialize + ?Sized>(&self, cursor: &C) -> Result<serde_json::Value, JobError> {
+    fn cursor_value<C: Serialize + ?Sized>(
+        &self,
+        cursor: &C,
+    ) -> Result<serde_json::Value, JobError> {
         serde_json::to_value(cursor).map_err(|e| {
             JobError::fatal(format!(
                 "job {} ({}): cursor does not serialize to JSON: {e}",

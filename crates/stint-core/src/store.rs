@@ -14,8 +14,7 @@ use serde_json::Value;
 
 use crate::error::StoreResult;
 use crate::model::{
-    Checkpoint, Control, ErrorInfo, Jid, JobDetail, JobRecord, JobState, NewJob, ProcessInfo,
-    Stats,
+    Checkpoint, Control, ErrorInfo, Jid, JobDetail, JobRecord, JobState, NewJob, ProcessInfo, Stats,
 };
 
 /// A stint's claim on a running job. Every write the stint makes is
@@ -180,13 +179,20 @@ pub trait Store: Send + Sync + 'static {
     /// Moves up to `limit` jobs from the queues (taken in the order given;
     /// paused queues skipped; oldest first within a queue) into leases held
     /// by `process`, atomically: a job is never leased twice.
-    async fn fetch(&self, process: &str, queues: &[String], limit: usize)
-        -> StoreResult<Vec<Leased>>;
+    async fn fetch(
+        &self,
+        process: &str,
+        queues: &[String],
+        limit: usize,
+    ) -> StoreResult<Vec<Leased>>;
 
     /// Saves a running job's checkpoint (fenced by the lease). Returns the
     /// operator's pending pause or cancel, if any.
-    async fn checkpoint(&self, lease: &Lease, checkpoint: &Checkpoint)
-        -> StoreResult<Option<Control>>;
+    async fn checkpoint(
+        &self,
+        lease: &Lease,
+        checkpoint: &Checkpoint,
+    ) -> StoreResult<Option<Control>>;
 
     /// Applies the ends of stints, each atomically and fenced by its lease.
     /// Returns the jids whose lease was no longer current (nothing written).

@@ -29,7 +29,12 @@ pub use tx::{CtxExt, SqliteTx};
 #[derive(Clone)]
 pub struct SqliteStore {
     path: PathBuf,
+    /// The one writer: SQLite serializes writes anyway, and one connection
+    /// keeps its statement cache warm.
     conn: Arc<Mutex<Connection>>,
+    /// Reads for operators and control polls, so a long listing never
+    /// holds up the workers' writes (WAL lets readers run beside a writer).
+    reader: Arc<Mutex<Connection>>,
     /// Keeps a temporary directory alive for `open_temp`.
     _temp: Option<Arc<TempDir>>,
 }
@@ -57,7 +62,9 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
         {
             StoreError::Unavailable(format!("sqlite: {e}"))
         }
-        rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(format!("sqlite: {e}")),
+        rusqlite::Error::FromSqlConversionFailure(..) => {
+            StoreError::Corrupt(format!("sqlite: {e}"))
+        }
         _ => StoreError::Other(format!("sqlite: {e}")),
     }
 }
@@ -71,10 +78,12 @@ pub fn open_connection(path: impl AsRef<Path>) -> Result<Connection, StoreError>
         StoreError::Unavailable(format!("cannot open SQLite file {}: {e}", path.display()))
     })?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db_err)?;
     // NORMAL in WAL mode: a commit survives a process crash (kill -9); only
     // a power loss may take back the last commits.
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db_err)?;
     Ok(conn)
 }
 
@@ -84,9 +93,11 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let conn = open_connection(&path)?;
         schema::migrate(&conn)?;
+        let reader = open_connection(&path)?;
         Ok(SqliteStore {
             path,
             conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
             _temp: None,
         })
     }
@@ -98,7 +109,9 @@ impl SqliteStore {
             .or_else(|| url.strip_prefix("sqlite:"))
             .ok_or_else(|| StoreError::Config(format!("{url:?} is not a sqlite:// URL")))?;
         if path.is_empty() {
-            return Err(StoreError::Config("sqlite:// URL needs a file path, e.g. sqlite://stint.db".into()));
+            return Err(StoreError::Config(
+                "sqlite:// URL needs a file path, e.g. sqlite://stint.db".into(),
+            ));
         }
         Self::open(path)
     }
@@ -109,9 +122,11 @@ impl SqliteStore {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("stint-sqlite-{}-{nonce:x}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        let dir =
+            std::env::temp_dir().join(format!("stint-sqlite-{}-{nonce:x}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
         let mut store = Self::open(dir.join("stint.db"))?;
         store._temp = Some(Arc::new(TempDir(dir)));
         Ok(store)
@@ -142,13 +157,29 @@ impl SqliteStore {
         .map_err(|e| StoreError::Other(format!("sqlite task failed: {e}")))?
     }
 
-    /// Runs a read-only `f` on a blocking thread.
+    /// Runs a read-only `f` on the reader connection, on a blocking thread.
     pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        Self::on(self.reader.clone(), f).await
+    }
+
+    /// Runs a single atomic statement `f` on the writer connection.
+    pub(crate) async fn statement<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        Self::on(self.conn.clone(), f).await
+    }
+
+    async fn on<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&conn)
@@ -170,12 +201,20 @@ impl Store for SqliteStore {
 
     async fn register(&self, process: &ProcessInfo, ttl: Duration) -> StoreResult<()> {
         let p = process.clone();
-        self.write(move |tx| transitions::register(tx, &p, ttl)).await
+        self.write(move |tx| transitions::register(tx, &p, ttl))
+            .await
     }
 
-    async fn heartbeat(&self, process: &str, busy: u32, quiet: bool, ttl: Duration) -> StoreResult<bool> {
+    async fn heartbeat(
+        &self,
+        process: &str,
+        busy: u32,
+        quiet: bool,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
         let p = process.to_owned();
-        self.write(move |tx| transitions::heartbeat(tx, &p, busy, quiet, ttl)).await
+        self.write(move |tx| transitions::heartbeat(tx, &p, busy, quiet, ttl))
+            .await
     }
 
     async fn deregister(&self, process: &str) -> StoreResult<()> {
@@ -185,28 +224,41 @@ impl Store for SqliteStore {
 
     async fn expire_process(&self, process: &str) -> StoreResult<()> {
         let p = process.to_owned();
-        self.write(move |tx| transitions::expire_process(tx, &p)).await
+        self.write(move |tx| transitions::expire_process(tx, &p))
+            .await
     }
 
     async fn processes(&self) -> StoreResult<Vec<ProcessInfo>> {
         self.read(operator::processes).await
     }
 
-    async fn fetch(&self, process: &str, queues: &[String], limit: usize) -> StoreResult<Vec<Leased>> {
+    async fn fetch(
+        &self,
+        process: &str,
+        queues: &[String],
+        limit: usize,
+    ) -> StoreResult<Vec<Leased>> {
         let p = process.to_owned();
         let q = queues.to_vec();
-        self.write(move |tx| transitions::fetch(tx, &p, &q, limit)).await
+        self.write(move |tx| transitions::fetch(tx, &p, &q, limit))
+            .await
     }
 
-    async fn checkpoint(&self, lease: &Lease, checkpoint: &Checkpoint) -> StoreResult<Option<Control>> {
+    async fn checkpoint(
+        &self,
+        lease: &Lease,
+        checkpoint: &Checkpoint,
+    ) -> StoreResult<Option<Control>> {
         let lease = lease.clone();
         let cp = checkpoint.clone();
         // A plain UPDATE is atomic on its own: no explicit transaction.
-        self.read(move |conn| transitions::checkpoint(conn, &lease, &cp)).await
+        self.statement(move |conn| transitions::checkpoint(conn, &lease, &cp))
+            .await
     }
 
     async fn complete(&self, completions: Vec<Completion>) -> StoreResult<Vec<Jid>> {
-        self.write(move |tx| transitions::complete(tx, &completions)).await
+        self.write(move |tx| transitions::complete(tx, &completions))
+            .await
     }
 
     async fn controls(&self, process: &str) -> StoreResult<Vec<(Jid, Control)>> {
@@ -219,7 +271,8 @@ impl Store for SqliteStore {
     }
 
     async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {
-        self.write(move |tx| transitions::recover_orphans(tx, max_recoveries)).await
+        self.write(move |tx| transitions::recover_orphans(tx, max_recoveries))
+            .await
     }
 
     async fn stats(&self) -> StoreResult<Stats> {
@@ -258,6 +311,7 @@ impl Store for SqliteStore {
 
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> StoreResult<()> {
         let q = queue.to_owned();
-        self.write(move |tx| operator::set_queue_paused(tx, &q, paused)).await
+        self.write(move |tx| operator::set_queue_paused(tx, &q, paused))
+            .await
     }
 }

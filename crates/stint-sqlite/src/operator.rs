@@ -3,7 +3,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use stint_core::model::{
-    now_ms, Control, ErrorInfo, Jid, JobDetail, JobState, ProcessInfo, QueueInfo, Stats, StintRecord,
+    now_ms, Control, ErrorInfo, Jid, JobDetail, JobState, ProcessInfo, QueueInfo, Stats,
+    StintRecord,
 };
 use stint_core::store::{CommandEffect, JobFilter};
 use stint_core::{JobRecord, StoreError, StoreResult};
@@ -142,7 +143,9 @@ pub fn job(conn: &Connection, jid: &Jid) -> StoreResult<Option<JobDetail>> {
         .collect::<Result<_, _>>()
         .map_err(db_err)?;
     let mut stmt = conn
-        .prepare_cached("SELECT at, attempt, message, chain FROM stint_errors WHERE jid = ?1 ORDER BY rowid")
+        .prepare_cached(
+            "SELECT at, attempt, message, chain FROM stint_errors WHERE jid = ?1 ORDER BY rowid",
+        )
         .map_err(db_err)?;
     let errors = stmt
         .query_map([jid.as_str()], |r| {
@@ -157,7 +160,11 @@ pub fn job(conn: &Connection, jid: &Jid) -> StoreResult<Option<JobDetail>> {
         .map_err(db_err)?
         .collect::<Result<_, _>>()
         .map_err(db_err)?;
-    Ok(Some(JobDetail { job, history, errors }))
+    Ok(Some(JobDetail {
+        job,
+        history,
+        errors,
+    }))
 }
 
 fn invalid(job: &JobRecord, message: &str) -> StoreError {
@@ -168,7 +175,12 @@ fn invalid(job: &JobRecord, message: &str) -> StoreError {
     }
 }
 
-fn set_state(tx: &Transaction, jid: &Jid, state: JobState, reason: Option<&str>) -> StoreResult<()> {
+fn set_state(
+    tx: &Transaction,
+    jid: &Jid,
+    state: JobState,
+    reason: Option<&str>,
+) -> StoreResult<()> {
     let now = now_ms();
     let finished = state.is_final().then_some(now);
     tx.execute(
@@ -190,7 +202,12 @@ fn set_control(tx: &Transaction, jid: &Jid, control: Option<Control>) -> StoreRe
 }
 
 /// Moves a job to the head or tail of its queue.
-fn enqueue(tx: &Transaction, job: &JobRecord, at_head: bool, reset_attempts: bool) -> StoreResult<()> {
+fn enqueue(
+    tx: &Transaction,
+    job: &JobRecord,
+    at_head: bool,
+    reset_attempts: bool,
+) -> StoreResult<()> {
     let now = now_ms();
     let seq: i64 = if at_head {
         tx.query_row(
@@ -223,12 +240,18 @@ pub fn pause(tx: &Transaction, jid: &Jid) -> StoreResult<CommandEffect> {
         JobState::Paused => Ok(CommandEffect::Done(JobState::Paused)),
         JobState::Running => {
             if job.control == Some(Control::Cancel) {
-                return Err(invalid(&job, "a cancel is already pending; it stops at its next checkpoint"));
+                return Err(invalid(
+                    &job,
+                    "a cancel is already pending; it stops at its next checkpoint",
+                ));
             }
             set_control(tx, jid, Some(Control::Pause))?;
             Ok(CommandEffect::Requested(Control::Pause))
         }
-        _ => Err(invalid(&job, "it has ended; only a waiting or running job can be paused")),
+        _ => Err(invalid(
+            &job,
+            "it has ended; only a waiting or running job can be paused",
+        )),
     }
 }
 
@@ -272,7 +295,10 @@ pub fn retry(tx: &Transaction, jid: &Jid) -> StoreResult<CommandEffect> {
         }
         JobState::Enqueued => Ok(CommandEffect::Done(JobState::Enqueued)),
         JobState::Paused => Err(invalid(&job, "use resume for a paused job")),
-        _ => Err(invalid(&job, "only a dead, cancelled, retrying or scheduled job can be retried")),
+        _ => Err(invalid(
+            &job,
+            "only a dead, cancelled, retrying or scheduled job can be retried",
+        )),
     }
 }
 

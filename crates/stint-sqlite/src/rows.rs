@@ -4,7 +4,8 @@ use rusqlite::Row;
 use stint_core::model::{Checkpoint, Control, ErrorInfo, Jid, JobOptions, JobRecord, JobState};
 
 /// The columns `job_from_row` reads, in its order.
-pub const JOB_COLUMNS: &str = "jid, kind, queue, args, state, options, attempts, recoveries, stints, \
+pub const JOB_COLUMNS: &str =
+    "jid, kind, queue, args, state, options, attempts, recoveries, stints, \
      checkpoint, created_at, enqueued_at, run_at, finished_at, process, control, error, reason";
 
 fn json<T: serde::de::DeserializeOwned>(row: &Row, idx: usize, what: &str) -> rusqlite::Result<T> {

@@ -86,7 +86,9 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
         .optional()
         .or_else(|e| match e {
             // No stint_meta table yet: a new file.
-            rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => Ok(None),
+            rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => {
+                Ok(None)
+            }
             e => Err(e),
         })
         .map_err(crate::db_err)?;

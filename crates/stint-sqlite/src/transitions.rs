@@ -62,7 +62,9 @@ pub fn push(tx: &Transaction, jobs: &[NewJob]) -> StoreResult<()> {
         ]);
         match r {
             Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
                 return Err(StoreError::Other(format!(
                     "job {} already exists; push it with a fresh jid (nothing in this push was stored)",
                     job.jid
@@ -97,7 +99,13 @@ pub fn register(tx: &Transaction, p: &ProcessInfo, ttl: Duration) -> StoreResult
     Ok(())
 }
 
-pub fn heartbeat(tx: &Transaction, id: &str, busy: u32, quiet: bool, ttl: Duration) -> StoreResult<bool> {
+pub fn heartbeat(
+    tx: &Transaction,
+    id: &str,
+    busy: u32,
+    quiet: bool,
+    ttl: Duration,
+) -> StoreResult<bool> {
     let now = now_ms();
     let n = tx
         .execute(
@@ -115,17 +123,27 @@ pub fn deregister(tx: &Transaction, id: &str) -> StoreResult<()> {
 }
 
 pub fn expire_process(tx: &Transaction, id: &str) -> StoreResult<()> {
-    tx.execute("UPDATE stint_processes SET expires_at = 0 WHERE id = ?1", [id])
-        .map_err(db_err)?;
+    tx.execute(
+        "UPDATE stint_processes SET expires_at = 0 WHERE id = ?1",
+        [id],
+    )
+    .map_err(db_err)?;
     Ok(())
 }
 
-pub fn fetch(tx: &Transaction, process: &str, queues: &[String], limit: usize) -> StoreResult<Vec<Leased>> {
+pub fn fetch(
+    tx: &Transaction,
+    process: &str,
+    queues: &[String],
+    limit: usize,
+) -> StoreResult<Vec<Leased>> {
     let paused: HashSet<String> = {
         let mut stmt = tx
             .prepare_cached("SELECT name FROM stint_queues WHERE paused = 1")
             .map_err(db_err)?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)?
     };
     let now = now_ms();
@@ -157,8 +175,14 @@ pub fn fetch(tx: &Transaction, process: &str, queues: &[String], limit: usize) -
             )
             .map_err(db_err)?;
         for (job, _) in batch {
-            hist.execute(params![job.jid.as_str(), job.stints, process, now, job.checkpoint.done as i64])
-                .map_err(db_err)?;
+            hist.execute(params![
+                job.jid.as_str(),
+                job.stints,
+                process,
+                now,
+                job.checkpoint.done as i64
+            ])
+            .map_err(db_err)?;
             let lease = Lease {
                 jid: job.jid.clone(),
                 process: process.to_owned(),
@@ -172,7 +196,11 @@ pub fn fetch(tx: &Transaction, process: &str, queues: &[String], limit: usize) -
 
 /// Saves a running job's checkpoint, fenced by its lease. Shared by the
 /// store and by `checkpoint_tx` in a job's own transaction.
-pub fn checkpoint(conn: &Connection, lease: &Lease, cp: &Checkpoint) -> StoreResult<Option<Control>> {
+pub fn checkpoint(
+    conn: &Connection,
+    lease: &Lease,
+    cp: &Checkpoint,
+) -> StoreResult<Option<Control>> {
     let control: Option<Option<String>> = conn
         .prepare_cached(
             "UPDATE stint_jobs SET checkpoint = ?1
@@ -180,8 +208,11 @@ pub fn checkpoint(conn: &Connection, lease: &Lease, cp: &Checkpoint) -> StoreRes
              RETURNING control",
         )
         .and_then(|mut s| {
-            s.query_row(params![to_json(cp), lease.jid.as_str(), lease.process, lease.stint], |r| r.get(0))
-                .optional()
+            s.query_row(
+                params![to_json(cp), lease.jid.as_str(), lease.process, lease.stint],
+                |r| r.get(0),
+            )
+            .optional()
         })
         .map_err(db_err)?;
     match control {
@@ -263,7 +294,8 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
         }
         let done = c.checkpoint.as_ref().map(|cp| cp.done as i64);
         tx.execute(
-            "UPDATE stint_stints SET ended_at = ?3, outcome = ?4, reason = ?5, done = COALESCE(?6, done)
+            "UPDATE stint_stints SET ended_at = ?3, outcome = ?4, reason = ?5,
+               done = COALESCE(?6, (SELECT json_extract(checkpoint, '$.done') FROM stint_jobs WHERE jid = ?1), done)
              WHERE jid = ?1 AND number = ?2",
             params![lease.jid.as_str(), lease.stint, now, c.outcome.label(), c.outcome.reason(), done],
         )
@@ -286,7 +318,9 @@ pub fn controls(conn: &Connection, process: &str) -> StoreResult<Vec<(Jid, Contr
         )
         .map_err(db_err)?;
     let rows = stmt
-        .query_map([process], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .query_map([process], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
         .map_err(db_err)?;
     let mut out = Vec::new();
     for row in rows {
@@ -322,7 +356,15 @@ pub fn recover_orphans(tx: &Transaction, max_recoveries: u32) -> StoreResult<Vec
             .map_err(db_err)?;
         let rows = stmt
             .query_map([now], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<String>>(2)?.unwrap_or_default(), r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
             })
             .map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)?
@@ -349,7 +391,8 @@ pub fn recover_orphans(tx: &Transaction, max_recoveries: u32) -> StoreResult<Vec
         )
         .map_err(db_err)?;
         tx.execute(
-            "UPDATE stint_stints SET ended_at = ?3, outcome = 'recovered', reason = ?4
+            "UPDATE stint_stints SET ended_at = ?3, outcome = 'recovered', reason = ?4,
+               done = COALESCE((SELECT json_extract(checkpoint, '$.done') FROM stint_jobs WHERE jid = ?1), done)
              WHERE jid = ?1 AND number = ?2",
             params![jid, stint, now, format!("process {process} died")],
         )

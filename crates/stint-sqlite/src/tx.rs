@@ -11,7 +11,11 @@ use stint_core::{Ctx, JobError, StoreResult};
 pub struct SqliteTx<'a, 'conn>(pub &'a Transaction<'conn>);
 
 impl CheckpointTx for SqliteTx<'_, '_> {
-    fn write_checkpoint(&mut self, lease: &Lease, checkpoint: &Checkpoint) -> StoreResult<Option<Control>> {
+    fn write_checkpoint(
+        &mut self,
+        lease: &Lease,
+        checkpoint: &Checkpoint,
+    ) -> StoreResult<Option<Control>> {
         crate::transitions::checkpoint(self.0, lease, checkpoint)
     }
 }
@@ -32,11 +36,21 @@ pub trait CtxExt {
     /// Writes the checkpoint (cursor, `n` more items done) inside `tx`; see
     /// `Ctx::checkpoint_in`. Use a transaction on a connection from
     /// `stint_sqlite::open_connection` to the store's own file.
-    fn checkpoint_tx<C: Serialize + ?Sized>(&mut self, tx: &Transaction, cursor: &C, n: u64) -> Result<(), JobError>;
+    fn checkpoint_tx<C: Serialize + ?Sized>(
+        &mut self,
+        tx: &Transaction,
+        cursor: &C,
+        n: u64,
+    ) -> Result<(), JobError>;
 }
 
 impl CtxExt for Ctx {
-    fn checkpoint_tx<C: Serialize + ?Sized>(&mut self, tx: &Transaction, cursor: &C, n: u64) -> Result<(), JobError> {
+    fn checkpoint_tx<C: Serialize + ?Sized>(
+        &mut self,
+        tx: &Transaction,
+        cursor: &C,
+        n: u64,
+    ) -> Result<(), JobError> {
         self.checkpoint_in(&mut SqliteTx(tx), cursor, n)
     }
 }

@@ -24,11 +24,20 @@ impl TestStore {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).expect("open store"));
         crate::jobs::init_tables(&db);
         let url = format!("sqlite://{db}");
-        TestStore { dir, db, url, store }
+        TestStore {
+            dir,
+            db,
+            url,
+            store,
+        }
     }
 
     pub async fn job(&self, jid: &Jid) -> JobDetail {
-        self.store.job(jid).await.expect("read job").expect("job exists")
+        self.store
+            .job(jid)
+            .await
+            .expect("read job")
+            .expect("job exists")
     }
 
     /// (stint, cursor at start, pid) of every stint of `jid`, in order.
@@ -38,7 +47,11 @@ impl TestStore {
             .prepare("SELECT stint, cursor, pid FROM e2e_starts WHERE jid = ?1 ORDER BY rowid")
             .unwrap();
         stmt.query_map([jid.as_str()], |r| {
-            Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.map(|c| c as u64), r.get(2)?))
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<i64>>(1)?.map(|c| c as u64),
+                r.get(2)?,
+            ))
         })
         .unwrap()
         .collect::<Result<_, _>>()
@@ -62,7 +75,10 @@ impl WorkerProc {
     /// Starts `bin STORE_URL CONCURRENCY` with extra environment `env`;
     /// its stderr goes to a log file next to the store.
     pub fn start(bin: &str, store: &TestStore, concurrency: usize, env: &[(&str, &str)]) -> Self {
-        let log = store.dir.path().join(format!("worker-{}.log", rand_suffix()));
+        let log = store
+            .dir
+            .path()
+            .join(format!("worker-{}.log", rand_suffix()));
         let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(bin);
         cmd.arg(&store.url)

@@ -36,7 +36,12 @@ fn record_start(db: &str, ctx: &Ctx, cursor: Option<u64>) -> Result<(), JobError
     let conn = open_connection(db)?;
     conn.execute(
         "INSERT INTO e2e_starts (jid, stint, cursor, pid) VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![ctx.jid().as_str(), ctx.stint(), cursor.map(|c| c as i64), std::process::id()],
+        rusqlite::params![
+            ctx.jid().as_str(),
+            ctx.stint(),
+            cursor.map(|c| c as i64),
+            std::process::id()
+        ],
     )?;
     Ok(())
 }

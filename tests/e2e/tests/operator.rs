@@ -12,7 +12,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_stint-test-worker");
 async fn pause_then_resume_a_running_job_continues_from_its_checkpoint() {
     let ts = TestStore::new();
     let jid = Client::new(ts.store.clone())
-        .push(&Count { n: 400, sleep_ms: 5, db: ts.db.clone() })
+        .push(&Count {
+            n: 400,
+            sleep_ms: 5,
+            db: ts.db.clone(),
+        })
         .await
         .unwrap();
     let mut w = WorkerProc::start(BIN, &ts, 2, &[]);
@@ -36,10 +40,15 @@ async fn pause_then_resume_a_running_job_continues_from_its_checkpoint() {
     assert_eq!(still.job.state, JobState::Paused);
     assert_eq!(still.job.checkpoint.done, at, "no progress while paused");
 
-    assert_eq!(ts.store.resume(&jid).await.unwrap(), CommandEffect::Done(JobState::Enqueued));
-    wait_for(Duration::from_secs(20), "the job to finish after resume", || async {
-        (ts.job(&jid).await.job.state == JobState::Succeeded).then_some(())
-    })
+    assert_eq!(
+        ts.store.resume(&jid).await.unwrap(),
+        CommandEffect::Done(JobState::Enqueued)
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "the job to finish after resume",
+        || async { (ts.job(&jid).await.job.state == JobState::Succeeded).then_some(()) },
+    )
     .await;
     let starts = ts.starts(&jid);
     assert_eq!(starts.len(), 2, "{starts:?}");
@@ -55,7 +64,11 @@ async fn pause_then_resume_a_running_job_continues_from_its_checkpoint() {
 async fn cancel_a_running_job_stops_it_at_its_next_checkpoint() {
     let ts = TestStore::new();
     let jid = Client::new(ts.store.clone())
-        .push(&Count { n: 100_000, sleep_ms: 2, db: ts.db.clone() })
+        .push(&Count {
+            n: 100_000,
+            sleep_ms: 2,
+            db: ts.db.clone(),
+        })
         .await
         .unwrap();
     let mut w = WorkerProc::start(BIN, &ts, 2, &[]);
@@ -63,11 +76,18 @@ async fn cancel_a_running_job_stops_it_at_its_next_checkpoint() {
         (ts.job(&jid).await.job.checkpoint.done >= 20).then_some(())
     })
     .await;
-    assert_eq!(ts.store.cancel(&jid).await.unwrap(), CommandEffect::Requested(Control::Cancel));
-    let d = wait_for(Duration::from_secs(3), "the job to be cancelled", || async {
-        let d = ts.job(&jid).await;
-        (d.job.state == JobState::Cancelled).then_some(d)
-    })
+    assert_eq!(
+        ts.store.cancel(&jid).await.unwrap(),
+        CommandEffect::Requested(Control::Cancel)
+    );
+    let d = wait_for(
+        Duration::from_secs(3),
+        "the job to be cancelled",
+        || async {
+            let d = ts.job(&jid).await;
+            (d.job.state == JobState::Cancelled).then_some(d)
+        },
+    )
     .await;
     assert!(d.job.checkpoint.done >= 20, "checkpoint kept");
     assert!(d.job.finished_at_ms.is_some());
@@ -81,15 +101,21 @@ async fn a_paused_queue_is_not_served_until_resumed() {
     let ts = TestStore::new();
     ts.store.set_queue_paused("default", true).await.unwrap();
     let jid = Client::new(ts.store.clone())
-        .push(&Count { n: 3, sleep_ms: 0, db: ts.db.clone() })
+        .push(&Count {
+            n: 3,
+            sleep_ms: 0,
+            db: ts.db.clone(),
+        })
         .await
         .unwrap();
     let _w = WorkerProc::start(BIN, &ts, 2, &[]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(ts.job(&jid).await.job.state, JobState::Enqueued);
     ts.store.set_queue_paused("default", false).await.unwrap();
-    wait_for(Duration::from_secs(10), "the job to run once the queue is resumed", || async {
-        (ts.job(&jid).await.job.state == JobState::Succeeded).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the job to run once the queue is resumed",
+        || async { (ts.job(&jid).await.job.state == JobState::Succeeded).then_some(()) },
+    )
     .await;
 }

@@ -13,22 +13,40 @@ async fn sigterm_hands_the_job_back_and_the_next_process_resumes_from_its_checkp
     let ts = TestStore::new();
     let client = Client::new(ts.store.clone());
     let jid = client
-        .push(&Count { n: 600, sleep_ms: 5, db: ts.db.clone() })
+        .push(&Count {
+            n: 600,
+            sleep_ms: 5,
+            db: ts.db.clone(),
+        })
         .await
         .unwrap();
 
     let mut first = WorkerProc::start(BIN, &ts, 2, &[]);
-    wait_for(Duration::from_secs(20), "the job to checkpoint past item 100", || async {
-        let d = ts.job(&jid).await;
-        (d.job.checkpoint.done >= 100).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "the job to checkpoint past item 100",
+        || async {
+            let d = ts.job(&jid).await;
+            (d.job.checkpoint.done >= 100).then_some(())
+        },
+    )
     .await;
     first.signal(libc::SIGTERM);
-    let status = first.wait(Duration::from_secs(10)).expect("worker exits after SIGTERM");
-    assert!(status.success(), "exit status {status:?}; log:\n{}", first.log_text());
+    let status = first
+        .wait(Duration::from_secs(10))
+        .expect("worker exits after SIGTERM");
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        first.log_text()
+    );
 
     let after = ts.job(&jid).await;
-    assert_eq!(after.job.state, JobState::Enqueued, "handed back to its queue");
+    assert_eq!(
+        after.job.state,
+        JobState::Enqueued,
+        "handed back to its queue"
+    );
     assert_eq!(after.job.attempts, 0, "an interruption uses up no attempt");
     let saved: u64 = serde_json::from_value(after.job.checkpoint.cursor.clone().unwrap()).unwrap();
     assert!(saved >= 100 && saved < 600, "saved cursor {saved}");
@@ -37,16 +55,24 @@ async fn sigterm_hands_the_job_back_and_the_next_process_resumes_from_its_checkp
     assert_eq!(after.history[0].reason.as_deref(), Some("shutdown"));
 
     let mut second = WorkerProc::start(BIN, &ts, 2, &[]);
-    let done = wait_for(Duration::from_secs(30), "the job to succeed in the second process", || async {
-        let d = ts.job(&jid).await;
-        (d.job.state == JobState::Succeeded).then_some(d)
-    })
+    let done = wait_for(
+        Duration::from_secs(30),
+        "the job to succeed in the second process",
+        || async {
+            let d = ts.job(&jid).await;
+            (d.job.state == JobState::Succeeded).then_some(d)
+        },
+    )
     .await;
     assert_eq!(done.job.checkpoint.done, 600);
     let starts = ts.starts(&jid);
     assert_eq!(starts.len(), 2, "two stints: {starts:?}");
     assert_eq!(starts[0].1, None, "the first stint starts from nothing");
-    assert_eq!(starts[1].1, Some(saved), "the second stint starts from the saved cursor");
+    assert_eq!(
+        starts[1].1,
+        Some(saved),
+        "the second stint starts from the saved cursor"
+    );
     assert_eq!(starts[1].2, second.pid(), "in the second process");
     second.signal(libc::SIGTERM);
     assert!(second.wait(Duration::from_secs(10)).unwrap().success());
@@ -59,22 +85,38 @@ async fn sigterm_aborts_a_job_that_ignores_it_after_the_timeout_and_keeps_its_la
     // One item takes 3 s: the job cannot reach a checkpoint within the 500 ms
     // shutdown timeout.
     let jid = client
-        .push(&Count { n: 5, sleep_ms: 3_000, db: ts.db.clone() })
+        .push(&Count {
+            n: 5,
+            sleep_ms: 3_000,
+            db: ts.db.clone(),
+        })
         .await
         .unwrap();
     let mut w = WorkerProc::start(BIN, &ts, 1, &[("STINT_SHUTDOWN_TIMEOUT_MS", "500")]);
-    wait_for(Duration::from_secs(20), "the job to save a checkpoint", || async {
-        (ts.job(&jid).await.job.checkpoint.done >= 1).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "the job to save a checkpoint",
+        || async { (ts.job(&jid).await.job.checkpoint.done >= 1).then_some(()) },
+    )
     .await;
     w.signal(libc::SIGTERM);
-    let status = w.wait(Duration::from_secs(5)).expect("exits soon after the timeout");
+    let status = w
+        .wait(Duration::from_secs(5))
+        .expect("exits soon after the timeout");
     assert!(status.success(), "log:\n{}", w.log_text());
     let d = ts.job(&jid).await;
     assert_eq!(d.job.state, JobState::Enqueued);
     assert!(d.job.checkpoint.done >= 1, "last saved checkpoint kept");
     assert_eq!(d.job.attempts, 0);
-    assert!(d.history[0].reason.as_deref().unwrap_or("").contains("aborted"), "{:?}", d.history);
+    assert!(
+        d.history[0]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("aborted"),
+        "{:?}",
+        d.history
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,16 +135,32 @@ async fn sigkill_recovery(env: &[(&str, &str)]) {
     let ts = TestStore::new();
     let client = Client::new(ts.store.clone());
     let jobs: Vec<Count> = (0..40)
-        .map(|_| Count { n: 200, sleep_ms: 10, db: ts.db.clone() })
+        .map(|_| Count {
+            n: 200,
+            sleep_ms: 10,
+            db: ts.db.clone(),
+        })
         .collect();
     let jids: Vec<Jid> = client.push_many(&jobs, Push::new()).await.unwrap();
 
     // The first process takes all 40 jobs.
     let mut doomed = WorkerProc::start(BIN, &ts, 40, env);
-    wait_for(Duration::from_secs(20), "all 40 jobs running with progress", || async {
-        let running = ts.store.jobs(&stint::JobFilter { state: Some(JobState::Running), limit: 1000, ..Default::default() }).await.unwrap();
-        (running.len() == 40 && running.iter().all(|j| j.checkpoint.done > 0)).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "all 40 jobs running with progress",
+        || async {
+            let running = ts
+                .store
+                .jobs(&stint::JobFilter {
+                    state: Some(JobState::Running),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            (running.len() == 40 && running.iter().all(|j| j.checkpoint.done > 0)).then_some(())
+        },
+    )
     .await;
     // A live process with free slots, started after the queue emptied.
     let survivor = WorkerProc::start(BIN, &ts, 40, env);
@@ -113,16 +171,24 @@ async fn sigkill_recovery(env: &[(&str, &str)]) {
     let killed_at = Instant::now();
 
     // Recovered within the default bound of 15 s, without any restart.
-    wait_for(Duration::from_secs(15), "every job recovered from the killed process", || async {
-        let mut all = true;
-        for jid in &jids {
-            let d = ts.job(jid).await;
-            all &= d.job.recoveries == 1 || d.job.state == JobState::Succeeded && d.history.len() > 1;
-        }
-        all.then_some(())
-    })
+    wait_for(
+        Duration::from_secs(15),
+        "every job recovered from the killed process",
+        || async {
+            let mut all = true;
+            for jid in &jids {
+                let d = ts.job(jid).await;
+                all &= d.job.recoveries == 1
+                    || d.job.state == JobState::Succeeded && d.history.len() > 1;
+            }
+            all.then_some(())
+        },
+    )
     .await;
-    println!("all 40 jobs recovered {:?} after SIGKILL", killed_at.elapsed());
+    println!(
+        "all 40 jobs recovered {:?} after SIGKILL",
+        killed_at.elapsed()
+    );
 
     wait_for(Duration::from_secs(60), "every job to succeed", || async {
         let mut all = true;
@@ -135,10 +201,18 @@ async fn sigkill_recovery(env: &[(&str, &str)]) {
     for jid in &jids {
         let d = ts.job(jid).await;
         assert_eq!(d.job.checkpoint.done, 200, "job {jid} completed every item");
-        assert_eq!(d.history.len(), 2, "one stint killed, one finished: {:?}", d.history);
+        assert_eq!(
+            d.history.len(),
+            2,
+            "one stint killed, one finished: {:?}",
+            d.history
+        );
         assert_eq!(d.history[0].outcome.as_deref(), Some("recovered"));
         let starts = ts.starts(jid);
-        assert!(starts[1].1.unwrap_or(0) > 0, "job {jid} resumed from its checkpoint, not from zero: {starts:?}");
+        assert!(
+            starts[1].1.unwrap_or(0) > 0,
+            "job {jid} resumed from its checkpoint, not from zero: {starts:?}"
+        );
         assert_eq!(starts[1].2, survivor.pid());
     }
 }
@@ -151,7 +225,14 @@ async fn a_worker_started_after_a_kill_recovers_at_once() {
         .push_many(&vec![Noop {}; 2000], Push::new())
         .await
         .unwrap();
-    let count_jid = client.push(&Count { n: 100_000, sleep_ms: 1, db: ts.db.clone() }).await.unwrap();
+    let count_jid = client
+        .push(&Count {
+            n: 100_000,
+            sleep_ms: 1,
+            db: ts.db.clone(),
+        })
+        .await
+        .unwrap();
     let mut w = WorkerProc::start(BIN, &ts, 10, &[]);
     wait_for(Duration::from_secs(20), "the long job to run", || async {
         (ts.job(&count_jid).await.job.checkpoint.done > 10).then_some(())
@@ -160,15 +241,23 @@ async fn a_worker_started_after_a_kill_recovers_at_once() {
     w.signal(libc::SIGKILL);
     w.wait(Duration::from_secs(5)).unwrap();
     let _next = WorkerProc::start(BIN, &ts, 10, &[]);
-    wait_for(Duration::from_secs(30), "every no-op job to succeed", || async {
-        let stats = ts.store.stats().await.unwrap();
-        (stats.count(JobState::Succeeded) >= jids.len() as u64).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "every no-op job to succeed",
+        || async {
+            let stats = ts.store.stats().await.unwrap();
+            (stats.count(JobState::Succeeded) >= jids.len() as u64).then_some(())
+        },
+    )
     .await;
-    let d = wait_for(Duration::from_secs(15), "the long job to be recovered", || async {
-        let d = ts.job(&count_jid).await;
-        (d.job.recoveries == 1 && d.job.state == JobState::Running).then_some(d)
-    })
+    let d = wait_for(
+        Duration::from_secs(15),
+        "the long job to be recovered",
+        || async {
+            let d = ts.job(&count_jid).await;
+            (d.job.recoveries == 1 && d.job.state == JobState::Running).then_some(d)
+        },
+    )
     .await;
     assert_eq!(d.history[0].outcome.as_deref(), Some("recovered"));
 }

@@ -36,7 +36,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
                     }
                     batch.push(c);
                 }
-                None => tracing::debug!(jid = %d.jid, "stint ended without a lease; nothing recorded"),
+                None => {
+                    tracing::debug!(jid = %d.jid, "stint ended without a lease; nothing recorded")
+                }
             }
         };
         take(first, &mut batch);
@@ -67,7 +69,10 @@ async fn record(shared: &Shared, batch: Vec<Completion>) {
                     tracing::warn!(%jid, "stint end not recorded: the lease was lost to another process, which owns the job now");
                 }
                 if said {
-                    tracing::info!(jobs = batch.len(), "store reachable again; stint ends recorded");
+                    tracing::info!(
+                        jobs = batch.len(),
+                        "store reachable again; stint ends recorded"
+                    );
                 }
                 return;
             }

@@ -13,7 +13,11 @@ use super::Shared;
 
 /// Runs the stint and returns the completion to record. Never panics: a
 /// panicking job is a failed stint.
-pub(crate) async fn run_stint(shared: Arc<Shared>, leased: Leased, signal: Arc<StopSignal>) -> Option<Completion> {
+pub(crate) async fn run_stint(
+    shared: Arc<Shared>,
+    leased: Leased,
+    signal: Arc<StopSignal>,
+) -> Option<Completion> {
     let Leased { job, lease } = leased;
     let Some(handler) = shared.registry.get(&job.kind) else {
         let known = shared.registry.kinds().join(", ");
@@ -26,7 +30,13 @@ pub(crate) async fn run_stint(shared: Arc<Shared>, leased: Leased, signal: Arc<S
         return Some(failure(&job, lease, None, JobError::msg(msg)));
     };
 
-    let ctx = Ctx::new(&job, lease.clone(), shared.store.clone(), signal.clone(), shared.config.flush_interval);
+    let ctx = Ctx::new(
+        &job,
+        lease.clone(),
+        shared.store.clone(),
+        signal.clone(),
+        shared.config.flush_interval,
+    );
     let fut = match handler(job.args.clone(), ctx) {
         Ok(fut) => fut,
         Err(e) => {
@@ -100,7 +110,11 @@ pub(crate) async fn run_stint(shared: Arc<Shared>, leased: Leased, signal: Arc<S
                 },
             };
             tracing::info!(jid = %job.jid, kind = %job.kind, done, %reason, "stopped at checkpoint");
-            Some(Completion { lease, checkpoint, outcome })
+            Some(Completion {
+                lease,
+                checkpoint,
+                outcome,
+            })
         }
         Ok((_ctx, Err(e))) => Some(failure(&job, lease, None, e)),
         Err(join) if join.is_panic() => {
@@ -110,18 +124,30 @@ pub(crate) async fn run_stint(shared: Arc<Shared>, leased: Leased, signal: Arc<S
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".into());
-            Some(failure(&job, lease, None, JobError::msg(format!("panicked: {msg}"))))
+            Some(failure(
+                &job,
+                lease,
+                None,
+                JobError::msg(format!("panicked: {msg}")),
+            ))
         }
         Err(_) => Some(Completion {
             lease,
             checkpoint: None,
-            outcome: Outcome::Requeue { reason: "stint task cancelled".into() },
+            outcome: Outcome::Requeue {
+                reason: "stint task cancelled".into(),
+            },
         }),
     }
 }
 
 /// The end of a failed stint: a retry while attempts are left, else dead.
-fn failure(job: &JobRecord, lease: Lease, checkpoint: Option<crate::model::Checkpoint>, err: JobError) -> Completion {
+fn failure(
+    job: &JobRecord,
+    lease: Lease,
+    checkpoint: Option<crate::model::Checkpoint>,
+    err: JobError,
+) -> Completion {
     let attempt = job.attempts + 1;
     let (message, chain) = err.message_and_chain();
     let error = ErrorInfo::new(truncate(&message, 10_000), chain, attempt);
@@ -133,7 +159,10 @@ fn failure(job: &JobRecord, lease: Lease, checkpoint: Option<crate::model::Check
         _ if attempt >= job.options.max_attempts => {
             tracing::error!(jid = %job.jid, kind = %job.kind, attempt, error = %error.message, "failed; no attempts left: dead");
             Outcome::Dead {
-                reason: format!("failed {attempt} of {} attempts: {}", job.options.max_attempts, error.message),
+                reason: format!(
+                    "failed {attempt} of {} attempts: {}",
+                    job.options.max_attempts, error.message
+                ),
                 error,
             }
         }
@@ -147,7 +176,11 @@ fn failure(job: &JobRecord, lease: Lease, checkpoint: Option<crate::model::Check
             }
         }
     };
-    Completion { lease, checkpoint, outcome }
+    Completion {
+        lease,
+        checkpoint,
+        outcome,
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -143,8 +143,12 @@ impl WorkerBuilder {
     }
 
     /// Queues served in weighted random order.
-    pub fn weighted_queues<I: IntoIterator<Item = (S, u32)>, S: Into<String>>(mut self, queues: I) -> Self {
-        self.config.queues = QueueOrder::Weighted(queues.into_iter().map(|(q, w)| (q.into(), w)).collect());
+    pub fn weighted_queues<I: IntoIterator<Item = (S, u32)>, S: Into<String>>(
+        mut self,
+        queues: I,
+    ) -> Self {
+        self.config.queues =
+            QueueOrder::Weighted(queues.into_iter().map(|(q, w)| (q.into(), w)).collect());
         self
     }
 
@@ -307,7 +311,10 @@ impl Worker {
     {
         let shared = self.shared;
         let cfg = &shared.config;
-        shared.store.register(&shared.process, cfg.lease_ttl).await?;
+        shared
+            .store
+            .register(&shared.process, cfg.lease_ttl)
+            .await?;
         tracing::info!(process = %shared.process.id, store = shared.store.kind(),
             concurrency = cfg.concurrency, queues = ?cfg.queues.names(), "worker started");
 
@@ -338,7 +345,10 @@ impl Worker {
             tracing::warn!(error = %e, "could not deregister this process; its record expires on its own");
         }
         tracing::info!(process = %shared.process.id, stints, handed_back, "worker stopped");
-        Ok(RunSummary { stints, handed_back })
+        Ok(RunSummary {
+            stints,
+            handed_back,
+        })
     }
 }
 
@@ -371,7 +381,10 @@ async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<complete
         match shared.store.fetch(&shared.process.id, &queues, free).await {
             Ok(jobs) => {
                 if store_down {
-                    tracing::info!(store = shared.store.kind(), "store reachable again; fetching");
+                    tracing::info!(
+                        store = shared.store.kind(),
+                        "store reachable again; fetching"
+                    );
                     store_down = false;
                     backoff = Duration::from_millis(100);
                 }
@@ -379,7 +392,11 @@ async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<complete
                 for leased in jobs {
                     let permit = slots.clone().try_acquire_owned().expect("a slot was free");
                     let signal = Arc::new(StopSignal::new());
-                    shared.running.lock().unwrap().insert(leased.job.jid.clone(), signal.clone());
+                    shared
+                        .running
+                        .lock()
+                        .unwrap()
+                        .insert(leased.job.jid.clone(), signal.clone());
                     shared.busy.fetch_add(1, Ordering::SeqCst);
                     let s = shared.clone();
                     let tx = done_tx.clone();
@@ -419,8 +436,11 @@ async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<complete
     // Shutdown: ask every running stint to stop at its next checkpoint.
     let running: Vec<Arc<StopSignal>> = shared.running.lock().unwrap().values().cloned().collect();
     if !running.is_empty() {
-        tracing::info!(running = running.len(), timeout_s = cfg.shutdown_timeout.as_secs_f64(),
-            "stopping: asking running jobs to checkpoint and stop");
+        tracing::info!(
+            running = running.len(),
+            timeout_s = cfg.shutdown_timeout.as_secs_f64(),
+            "stopping: asking running jobs to checkpoint and stop"
+        );
     }
     for s in running {
         s.raise(Interrupt::Shutdown);

@@ -104,7 +104,10 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
             tracing::warn!(process = %shared.process.id,
                 "the store had expired this process (missed heartbeats); registering again; \
                  jobs recovered meanwhile refuse the writes of stints still running here");
-            let _ = shared.store.register(&shared.process, shared.config.lease_ttl).await;
+            let _ = shared
+                .store
+                .register(&shared.process, shared.config.lease_ttl)
+                .await;
         }
     }
 }
@@ -143,7 +146,10 @@ async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
                 tracing::debug!(jobs = n, "promoted due jobs");
             }
         }
-        let recovered = shared.store.recover_orphans(shared.config.max_recoveries).await;
+        let recovered = shared
+            .store
+            .recover_orphans(shared.config.max_recoveries)
+            .await;
         for r in trouble.result(recovered).unwrap_or_default() {
             tracing::warn!(jid = %r.jid, kind = %r.kind, dead_process = %r.process,
                 recoveries = r.recoveries, state = %r.state,

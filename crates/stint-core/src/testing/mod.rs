@@ -162,8 +162,13 @@ pub fn job_with(options: JobOptions, n: u64) -> NewJob {
 
 /// A job as [`job_in`] that runs no earlier than `delay` from now.
 pub fn scheduled_in(queue: &str, n: u64, delay: Duration) -> NewJob {
+    job_at(queue, n, SystemTime::now() + delay)
+}
+
+/// A job as [`job_in`] that runs no earlier than `at`.
+pub fn job_at(queue: &str, n: u64, at: SystemTime) -> NewJob {
     NewJob {
-        run_at: Some(SystemTime::now() + delay),
+        run_at: Some(at),
         ..job_in(queue, n)
     }
 }
@@ -231,7 +236,12 @@ pub const LONG_TTL: Duration = Duration::from_secs(300);
 // ---- fetching and completing ----
 
 /// Fetches up to `limit` jobs from `queue` for `process`.
-pub async fn fetch(store: &Arc<dyn Store>, process: &str, queue: &str, limit: usize) -> Vec<Leased> {
+pub async fn fetch(
+    store: &Arc<dyn Store>,
+    process: &str,
+    queue: &str,
+    limit: usize,
+) -> Vec<Leased> {
     store
         .fetch(process, &queues(&[queue]), limit)
         .await
@@ -323,4 +333,13 @@ pub fn jids(leased: &[Leased]) -> Vec<Jid> {
 /// Sleeps `ms` milliseconds.
 pub async fn sleep_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Asserts a time in ms is `want`, give or take a millisecond (a store may
+/// keep times as float seconds, as Sidekiq's layout does).
+pub fn assert_ms(got: Option<i64>, want: i64, what: &str) {
+    match got {
+        Some(got) if (got - want).abs() <= 1 => {}
+        other => panic!("{what} should be Some({want}), got {other:?}"),
+    }
 }

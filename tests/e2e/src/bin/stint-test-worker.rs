@@ -10,7 +10,11 @@ use stint::Worker;
 use stint_e2e::jobs::{Count, Noop};
 
 fn env_ms(name: &str) -> Option<Duration> {
-    std::env::var(name).ok()?.parse().ok().map(Duration::from_millis)
+    std::env::var(name)
+        .ok()?
+        .parse()
+        .ok()
+        .map(Duration::from_millis)
 }
 
 #[tokio::main]
@@ -20,8 +24,13 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let mut args = std::env::args().skip(1);
-    let url = args.next().expect("usage: stint-test-worker STORE_URL [CONCURRENCY]");
-    let concurrency: usize = args.next().map(|c| c.parse().expect("concurrency")).unwrap_or(10);
+    let url = args
+        .next()
+        .expect("usage: stint-test-worker STORE_URL [CONCURRENCY]");
+    let concurrency: usize = args
+        .next()
+        .map(|c| c.parse().expect("concurrency"))
+        .unwrap_or(10);
     let store = stint::connect(&url).await.expect("store");
     let mut builder = Worker::builder(store)
         .register::<Count>()

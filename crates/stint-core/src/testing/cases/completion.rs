@@ -38,8 +38,12 @@ pub async fn checkpoint_then_succeed(store: Arc<dyn Store>) {
 
     let d = detail(&store, &jid).await;
     assert_eq!(d.job.state, JobState::Succeeded);
-    assert_eq!(d.job.checkpoint, fin, "the completion's checkpoint is saved");
+    assert_eq!(
+        d.job.checkpoint, fin,
+        "the completion's checkpoint is saved"
+    );
     assert!(d.job.finished_at_ms.is_some(), "finished_at_ms is set");
+    assert_eq!(d.job.process, None, "no process holds a finished job");
     assert!(d.errors.is_empty());
     let stint = d
         .history
@@ -97,10 +101,14 @@ pub async fn retry_then_dead(store: Arc<dyn Store>) {
     let job = assert_state(&store, &jid, JobState::Retrying).await;
     assert_eq!(job.attempts, 1, "a failure uses an attempt");
     assert_eq!(job.error.as_ref(), Some(&err1), "error kept with its chain");
-    assert_eq!(job.run_at_ms, Some(retry_at), "run_at_ms is the retry time");
+    assert_ms(job.run_at_ms, retry_at, "run_at_ms (the retry time)");
     assert_eq!(job.checkpoint, checkpoint(3, 3));
     assert_nothing_to_fetch(&store, &p, "default").await;
-    assert_eq!(store.promote_due().await.expect("promote"), 0, "not due yet");
+    assert_eq!(
+        store.promote_due().await.expect("promote"),
+        0,
+        "not due yet"
+    );
     assert_state(&store, &jid, JobState::Retrying).await;
 
     sleep_ms(500).await;
@@ -111,7 +119,11 @@ pub async fn retry_then_dead(store: Arc<dyn Store>) {
     let second = fetch_one(&store, &p, "default").await;
     assert_eq!(second.job.jid, jid);
     assert_eq!(second.lease.stint, 2);
-    assert_eq!(second.job.checkpoint, checkpoint(3, 3), "resumes from checkpoint");
+    assert_eq!(
+        second.job.checkpoint,
+        checkpoint(3, 3),
+        "resumes from checkpoint"
+    );
 
     let err2 = error_info("bad input", 2);
     complete_ok(
@@ -180,7 +192,11 @@ pub async fn requeue_goes_to_head(store: Arc<dyn Store>) {
     .await;
     let job = assert_state(&store, &jid, JobState::Enqueued).await;
     assert_eq!(job.attempts, 0, "an interruption uses no attempt");
-    assert_eq!(job.checkpoint, checkpoint(7, 7), "the completion's checkpoint");
+    assert_eq!(
+        job.checkpoint,
+        checkpoint(7, 7),
+        "the completion's checkpoint"
+    );
     assert_eq!(job.process, None, "no process holds an enqueued job");
     let d = detail(&store, &jid).await;
     let s1 = d.history.iter().find(|s| s.number == 1);

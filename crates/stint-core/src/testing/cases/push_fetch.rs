@@ -103,7 +103,11 @@ pub async fn fetch_takes_queues_in_order(store: Arc<dyn Store>) {
         .fetch(&p, &queues(&["low", "high"]), 1)
         .await
         .expect("fetch");
-    assert_eq!(jids(&next), vec![low[2].clone()], "low first when listed first");
+    assert_eq!(
+        jids(&next),
+        vec![low[2].clone()],
+        "low first when listed first"
+    );
     let next = store
         .fetch(&p, &queues(&["low", "high"]), 1)
         .await
@@ -116,6 +120,10 @@ pub async fn fetch_respects_limit(store: Arc<dyn Store>) {
     let p = register(&store, LONG_TTL).await;
     let pushed = push_each(&store, (0..5).map(|n| job_in("q", n)).collect()).await;
 
+    assert!(
+        fetch(&store, &p, "q", 0).await.is_empty(),
+        "limit 0 leases nothing"
+    );
     let first = fetch(&store, &p, "q", 3).await;
     assert_eq!(first.len(), 3, "limit 3 of 5 waiting");
     let first: HashSet<_> = jids(&first).into_iter().collect();
@@ -136,12 +144,19 @@ pub async fn fetch_skips_paused_queue(store: Arc<dyn Store>) {
     assert_eq!(running.job.jid, a[0]);
     let b = push_one(&store, job_in("b", 0)).await;
 
-    store.set_queue_paused("a", true).await.expect("pause queue");
+    store
+        .set_queue_paused("a", true)
+        .await
+        .expect("pause queue");
     let got = store
         .fetch(&p, &queues(&["a", "b"]), 10)
         .await
         .expect("fetch");
-    assert_eq!(jids(&got), vec![b], "only queue b gives jobs while a is paused");
+    assert_eq!(
+        jids(&got),
+        vec![b],
+        "only queue b gives jobs while a is paused"
+    );
     assert_nothing_to_fetch(&store, &p, "a").await;
     assert_state(&store, &a[1], JobState::Enqueued).await;
 
@@ -152,7 +167,10 @@ pub async fn fetch_skips_paused_queue(store: Arc<dyn Store>) {
         .expect("checkpoint in a paused queue");
     assert_eq!(ack, None);
 
-    store.set_queue_paused("a", false).await.expect("resume queue");
+    store
+        .set_queue_paused("a", false)
+        .await
+        .expect("resume queue");
     let got = fetch(&store, &p, "a", 10).await;
     assert_eq!(jids(&got), vec![a[1].clone()], "queue a gives jobs again");
 }
@@ -212,7 +230,11 @@ pub async fn push_many_in_one_call(store: Arc<dyn Store>) {
     let stats = store.stats().await.expect("stats");
     assert_eq!(stats.count(JobState::Enqueued), 1000);
     let bulk = stats.queues.iter().find(|q| q.name == "bulk");
-    assert_eq!(bulk.map(|q| q.size), Some(1000), "queue bulk has 1000 waiting");
+    assert_eq!(
+        bulk.map(|q| q.size),
+        Some(1000),
+        "queue bulk has 1000 waiting"
+    );
 
     let p = register_for(&store, &["bulk"], LONG_TTL).await;
     let mut seen = HashSet::new();
@@ -228,7 +250,8 @@ pub async fn push_many_in_one_call(store: Arc<dyn Store>) {
     assert_eq!(seen, all, "all 1000 fetched");
 }
 
-/// Jobs pushed in one call go to the tail of their queue in the order given.
+/// Jobs pushed in one call go to the tail of their queue in the order
+/// given, and a job pushed right after the batch comes after all of it.
 pub async fn push_batch_keeps_order(store: Arc<dyn Store>) {
     let pushed: Vec<_> = (0..20).map(|n| job_in("batch", n)).collect();
     let want: Vec<_> = pushed.iter().map(|j| j.jid.clone()).collect();
@@ -239,4 +262,17 @@ pub async fn push_batch_keeps_order(store: Arc<dyn Store>) {
         got.push(fetch_one(&store, &p, "batch").await.job.jid);
     }
     assert_eq!(got, want, "fetch order should be the order within the push");
+
+    let big: Vec<_> = (0..2000).map(|n| job_in("big", n)).collect();
+    let last_of_batch = big[big.len() - 1].jid.clone();
+    store.push(big).await.expect("push 2000");
+    let after = push_one(&store, job_in("big", 9999)).await;
+    let first = fetch(&store, &p, "big", 2000).await;
+    assert_eq!(first.len(), 2000);
+    assert!(
+        !jids(&first).contains(&after),
+        "a job pushed after a batch of 2000 was fetched before some of the batch"
+    );
+    assert_eq!(first[first.len() - 1].job.jid, last_of_batch);
+    assert_eq!(fetch_one(&store, &p, "big").await.job.jid, after);
 }
