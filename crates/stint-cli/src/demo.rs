@@ -190,17 +190,22 @@ pub async fn run(store_url: &str, args: DemoArgs) -> anyhow::Result<i32> {
             eprintln!("the import cannot complete; `stint retry JID` the chunk, or start over with a new file");
             return Ok(1);
         }
-        let mut at: Vec<String> = jobs
+        let mut at: Vec<u64> = jobs
             .iter()
             .filter(|j| !j.state.is_final())
-            .map(
-                |j| match j.checkpoint.cursor.as_ref().and_then(|c| c.as_u64()) {
-                    Some(row) => format!("row {row}"),
-                    None => "its start".into(),
-                },
-            )
+            .filter_map(|j| {
+                let chunk: DemoImport = serde_json::from_value(j.args.clone()).ok()?;
+                Some(
+                    j.checkpoint
+                        .cursor
+                        .as_ref()
+                        .and_then(|c| c.as_u64())
+                        .unwrap_or(chunk.start),
+                )
+            })
             .collect();
-        at.sort();
+        at.sort_unstable();
+        let at: Vec<String> = at.iter().map(|r| format!("row {r}")).collect();
         println!(
             "stopped: {done} of {rows} rows imported ({} handed back); chunks resume at {}",
             summary.handed_back,

@@ -112,8 +112,14 @@ enum QueueCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo draws a progress bar: only warnings by default (such as a
+    // job recovered from a killed process); RUST_LOG=info shows every stint.
+    let default_level = match cli.command {
+        Cmd::Demo { .. } => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
         .init();
 

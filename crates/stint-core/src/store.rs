@@ -110,7 +110,8 @@ pub struct Recovered {
     pub process: String,
     /// Times recovered, this one included.
     pub recoveries: u32,
-    /// `enqueued` (at the head of its queue) or `dead` (poison pill).
+    /// `enqueued` (at the head of its queue), `dead` (poison pill), or
+    /// `paused` / `cancelled` when an operator had asked for that.
     pub state: JobState,
 }
 
@@ -186,7 +187,8 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<Leased>>;
 
-    /// Saves a running job's checkpoint (fenced by the lease). Returns the
+    /// Saves a running job's checkpoint (fenced by the lease); when it has
+    /// more items done than the saved one, clears `recoveries`. Returns the
     /// operator's pending pause or cancel, if any.
     async fn checkpoint(
         &self,
@@ -195,6 +197,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Control>>;
 
     /// Applies the ends of stints, each atomically and fenced by its lease.
+    /// A pause or cancel still pending when a stint ends as `Requeue` or
+    /// `Retry` wins: the job goes to `paused` or `cancelled`.
     /// Returns the jids whose lease was no longer current (nothing written).
     async fn complete(&self, completions: Vec<Completion>) -> StoreResult<Vec<Jid>>;
 
@@ -210,7 +214,9 @@ pub trait Store: Send + Sync + 'static {
     /// Takes back the running jobs of processes whose leases expired: each
     /// goes to the head of its queue with its checkpoint and `recoveries`
     /// + 1, or to `dead` ("poison pill: recovered N times") once recovered
-    /// more than `max_recoveries` times.
+    /// more than `max_recoveries` times in a row without progress (a
+    /// checkpoint with more items done than the last one resets the count,
+    /// so a long job survives any number of deploys that kill it).
     async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>>;
 
     // ---- operators ----

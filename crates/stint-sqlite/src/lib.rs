@@ -118,12 +118,14 @@ impl SqliteStore {
 
     /// A store in a fresh temporary file, removed when the last clone drops.
     pub fn open_temp() -> StoreResult<Self> {
+        static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nonce: u64 = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let dir =
-            std::env::temp_dir().join(format!("stint-sqlite-{}-{nonce:x}", std::process::id()));
+            std::env::temp_dir().join(format!("stint-sqlite-{}-{n}-{nonce:x}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;

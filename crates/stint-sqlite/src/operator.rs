@@ -92,7 +92,7 @@ pub fn jobs(conn: &Connection, f: &JobFilter) -> StoreResult<Vec<JobRecord>> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM stint_jobs
          WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR kind = ?3)
-         ORDER BY created_at DESC, jid LIMIT ?4"
+         ORDER BY created_at DESC, rowid DESC LIMIT ?4"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let rows = stmt
@@ -209,15 +209,10 @@ fn enqueue(
     reset_attempts: bool,
 ) -> StoreResult<()> {
     let now = now_ms();
-    let seq: i64 = if at_head {
-        tx.query_row(
-            "SELECT COALESCE(MIN(seq), 0) - 1 FROM stint_jobs WHERE state = 'enqueued' AND queue = ?1",
-            [&job.queue],
-            |r| r.get(0),
-        )
-        .map_err(db_err)?
+    let seq = if at_head {
+        crate::transitions::head_seq(tx, &job.queue)?
     } else {
-        now * 1000
+        crate::transitions::next_seq(tx, 1)?
     };
     tx.execute(
         "UPDATE stint_jobs SET state = 'enqueued', seq = ?2, enqueued_at = ?3, run_at = NULL, finished_at = NULL,

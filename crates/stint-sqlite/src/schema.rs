@@ -69,6 +69,12 @@ CREATE TABLE IF NOT EXISTS stint_processes (
     busy        INTEGER NOT NULL DEFAULT 0,
     quiet       INTEGER NOT NULL DEFAULT 0
 );
+-- ever-increasing counters; 'seq' orders jobs at the tail of their queues
+CREATE TABLE IF NOT EXISTS stint_counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO stint_counters (name, value) VALUES ('seq', 0);
 CREATE TABLE IF NOT EXISTS stint_queues (
     name   TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0

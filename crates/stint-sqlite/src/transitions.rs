@@ -12,11 +12,16 @@ use stint_core::{StoreError, StoreResult};
 use crate::db_err;
 use crate::rows::{job_from_row, JOB_COLUMNS};
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+/// Reserves `n` tail positions; returns the first. A counter, not the
+/// clock: queue order holds however the clocks of processes differ.
+pub(crate) fn next_seq(tx: &Connection, n: usize) -> StoreResult<i64> {
+    let last: i64 = tx
+        .prepare_cached(
+            "UPDATE stint_counters SET value = value + ?1 WHERE name = 'seq' RETURNING value",
+        )
+        .and_then(|mut s| s.query_row([n as i64], |r| r.get(0)))
+        .map_err(db_err)?;
+    Ok(last - n as i64 + 1)
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
@@ -24,7 +29,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// The `seq` that puts a job at the head of `queue`.
-fn head_seq(tx: &Connection, queue: &str) -> StoreResult<i64> {
+pub(crate) fn head_seq(tx: &Connection, queue: &str) -> StoreResult<i64> {
     tx.query_row(
         "SELECT COALESCE(MIN(seq), 0) - 1 FROM stint_jobs WHERE state = 'enqueued' AND queue = ?1",
         [queue],
@@ -35,7 +40,7 @@ fn head_seq(tx: &Connection, queue: &str) -> StoreResult<i64> {
 
 pub fn push(tx: &Transaction, jobs: &[NewJob]) -> StoreResult<()> {
     let now = now_ms();
-    let base = now_us();
+    let base = next_seq(tx, jobs.len())?;
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO stint_jobs (jid, kind, queue, args, state, options, created_at, enqueued_at, run_at, seq)
@@ -203,7 +208,11 @@ pub fn checkpoint(
 ) -> StoreResult<Option<Control>> {
     let control: Option<Option<String>> = conn
         .prepare_cached(
-            "UPDATE stint_jobs SET checkpoint = ?1
+            // Progress clears the recovery count: a poison pill is a job
+            // whose process keeps dying without it getting any further.
+            "UPDATE stint_jobs SET checkpoint = ?1,
+               recoveries = CASE WHEN json_extract(?1, '$.done') > COALESCE(json_extract(checkpoint, '$.done'), 0)
+                            THEN 0 ELSE recoveries END
              WHERE jid = ?2 AND state = 'running' AND process = ?3 AND stints = ?4
              RETURNING control",
         )
@@ -220,6 +229,11 @@ pub fn checkpoint(
         Some(c) => Ok(c.as_deref().and_then(Control::parse)),
     }
 }
+
+/// The start of a CASE giving the state a pending operator command asks
+/// for; the caller ends it with its own state and `END`.
+const PENDING_CONTROL_OR: &str =
+    "CASE control WHEN 'pause' THEN 'paused' WHEN 'cancel' THEN 'cancelled' ELSE";
 
 pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec<Jid>> {
     let now = now_ms();
@@ -240,7 +254,9 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
             ),
             Outcome::Retry { error, retry_at_ms } => tx.execute(
                 &format!(
-                    "UPDATE stint_jobs SET state = 'retrying', checkpoint = COALESCE(?4, checkpoint),
+                    "UPDATE stint_jobs SET state = {PENDING_CONTROL_OR} 'retrying' END,
+                       finished_at = CASE control WHEN 'cancel' THEN ?5 END,
+                       checkpoint = COALESCE(?4, checkpoint),
                        process = NULL, control = NULL, attempts = attempts + 1, run_at = ?5,
                        error = ?6, reason = ?7
                      WHERE {fence}"
@@ -265,9 +281,12 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
                     Some(q) => head_seq(tx, &q)?,
                     None => 0,
                 };
+                // A pause or cancel the stint did not act on still holds.
                 tx.execute(
                     &format!(
-                        "UPDATE stint_jobs SET state = 'enqueued', checkpoint = COALESCE(?4, checkpoint),
+                        "UPDATE stint_jobs SET state = {PENDING_CONTROL_OR} 'enqueued' END,
+                           finished_at = CASE control WHEN 'cancel' THEN ?6 END,
+                           checkpoint = COALESCE(?4, checkpoint),
                            process = NULL, control = NULL, seq = ?5, enqueued_at = ?6, reason = ?7
                          WHERE {fence}"
                     ),
@@ -333,19 +352,45 @@ pub fn controls(conn: &Connection, process: &str) -> StoreResult<Vec<(Jid, Contr
 }
 
 pub fn promote_due(tx: &Transaction) -> StoreResult<u64> {
+    let now = now_ms();
+    let due: i64 = tx
+        .query_row(
+            "SELECT COUNT(*) FROM stint_jobs WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1",
+            [now],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    if due == 0 {
+        return Ok(0);
+    }
+    let base = next_seq(tx, due as usize)?;
+    // To the tail, in the order they came due.
     let n = tx
         .execute(
-            "UPDATE stint_jobs SET state = 'enqueued', enqueued_at = ?1, seq = ?2, run_at = NULL
-             WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1",
-            params![now_ms(), now_us()],
+            "UPDATE stint_jobs SET state = 'enqueued', enqueued_at = ?1, seq = ?2 + d.rn - 1, run_at = NULL
+             FROM (SELECT jid, row_number() OVER (ORDER BY run_at, seq) AS rn FROM stint_jobs
+                   WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1) AS d
+             WHERE stint_jobs.jid = d.jid",
+            params![now, base],
         )
         .map_err(db_err)?;
     Ok(n as u64)
 }
 
+/// A running job whose process is gone.
+struct Orphan {
+    jid: String,
+    kind: String,
+    process: String,
+    recoveries: u32,
+    stint: u32,
+    queue: String,
+    control: Option<String>,
+}
+
 pub fn recover_orphans(tx: &Transaction, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {
     let now = now_ms();
-    let orphans: Vec<(String, String, String, u32, u32, String, Option<String>)> = {
+    let orphans: Vec<Orphan> = {
         let mut stmt = tx
             .prepare_cached(
                 "SELECT j.jid, j.kind, j.process, j.recoveries, j.stints, j.queue, j.control
@@ -356,21 +401,30 @@ pub fn recover_orphans(tx: &Transaction, max_recoveries: u32) -> StoreResult<Vec
             .map_err(db_err)?;
         let rows = stmt
             .query_map([now], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
+                Ok(Orphan {
+                    jid: r.get(0)?,
+                    kind: r.get(1)?,
+                    process: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    recoveries: r.get(3)?,
+                    stint: r.get(4)?,
+                    queue: r.get(5)?,
+                    control: r.get(6)?,
+                })
             })
             .map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)?
     };
     let mut out = Vec::new();
-    for (jid, kind, process, recoveries, stint, queue, control) in orphans {
+    for Orphan {
+        jid,
+        kind,
+        process,
+        recoveries,
+        stint,
+        queue,
+        control,
+    } in orphans
+    {
         let rec = recoveries + 1;
         let (state, reason) = match control.as_deref().and_then(Control::parse) {
             Some(Control::Cancel) => (JobState::Cancelled, "cancelled by operator (its process died first)".to_owned()),

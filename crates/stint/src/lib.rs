@@ -54,8 +54,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 
 /// The URL schemes this build can open.
 pub fn known_schemes() -> Vec<&'static str> {
-    let mut v = Vec::new();
-    #[cfg(feature = "sqlite")]
-    v.push("sqlite://PATH");
-    v
+    vec![
+        #[cfg(feature = "sqlite")]
+        "sqlite://PATH",
+    ]
 }

@@ -49,7 +49,7 @@ async fn sigterm_hands_the_job_back_and_the_next_process_resumes_from_its_checkp
     );
     assert_eq!(after.job.attempts, 0, "an interruption uses up no attempt");
     let saved: u64 = serde_json::from_value(after.job.checkpoint.cursor.clone().unwrap()).unwrap();
-    assert!(saved >= 100 && saved < 600, "saved cursor {saved}");
+    assert!((100..600).contains(&saved), "saved cursor {saved}");
     assert_eq!(after.job.checkpoint.done, saved, "done matches the cursor");
     assert_eq!(after.history[0].outcome.as_deref(), Some("interrupted"));
     assert_eq!(after.history[0].reason.as_deref(), Some("shutdown"));

@@ -84,6 +84,7 @@ macro_rules! conformance_tests {
             expire_process_makes_recovery_immediate,
             heartbeat_of_unknown_process_is_false,
             poison_pill_goes_dead,
+            progress_between_recoveries_resets_the_count,
             // maintenance.rs
             scheduled_job_waits_until_due,
             promote_due_appends_to_tail,
@@ -96,6 +97,7 @@ macro_rules! conformance_tests {
             pause_scheduled_job,
             retry_dead_job,
             retry_retrying_and_scheduled_jobs,
+            pending_command_outlives_the_stint,
             unknown_and_invalid_commands,
             // stats.rs
             stats_counts_states_and_queues,

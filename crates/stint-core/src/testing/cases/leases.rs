@@ -332,3 +332,56 @@ pub async fn poison_pill_goes_dead(store: Arc<dyn Store>) {
     let p = register(&store, LONG_TTL).await;
     assert_nothing_to_fetch(&store, &p, "default").await;
 }
+
+/// Only recoveries in a row without progress count toward the poison-pill
+/// limit: a long job killed by many deploys, advancing between them, is
+/// not a poison pill. A checkpoint that does not advance changes nothing.
+pub async fn progress_between_recoveries_resets_the_count(store: Arc<dyn Store>) {
+    let jid = push_one(&store, job_in("default", 1)).await;
+    let mut done = 0;
+    for round in 1..=6u32 {
+        let p = register(&store, LONG_TTL).await;
+        let leased = fetch_one(&store, &p, "default").await;
+        done += 10;
+        store
+            .checkpoint(&leased.lease, &checkpoint(done, done))
+            .await
+            .expect("checkpoint");
+        // The same progress again is not progress.
+        store
+            .checkpoint(&leased.lease, &checkpoint(done, done))
+            .await
+            .expect("checkpoint");
+        store.expire_process(&p).await.expect("expire");
+        let recovered = store.recover_orphans(3).await.expect("recover");
+        assert_eq!(recovered.len(), 1, "round {round}");
+        assert_eq!(
+            recovered[0].recoveries, 1,
+            "round {round}: progress reset the count"
+        );
+        assert_eq!(recovered[0].state, JobState::Enqueued, "round {round}");
+    }
+    // Now it stops advancing: dead after the limit.
+    for round in 2..=4u32 {
+        let p = register(&store, LONG_TTL).await;
+        let leased = fetch_one(&store, &p, "default").await;
+        store
+            .checkpoint(&leased.lease, &checkpoint(done, done))
+            .await
+            .expect("checkpoint");
+        store.expire_process(&p).await.expect("expire");
+        let recovered = store.recover_orphans(3).await.expect("recover");
+        assert_eq!(recovered[0].recoveries, round);
+        let want = if round <= 3 {
+            JobState::Enqueued
+        } else {
+            JobState::Dead
+        };
+        assert_eq!(recovered[0].state, want, "round {round}");
+    }
+    let reason = record(&store, &jid).await.reason.unwrap_or_default();
+    assert!(
+        reason.contains("poison pill: recovered 4 times"),
+        "{reason}"
+    );
+}

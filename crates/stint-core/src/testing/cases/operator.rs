@@ -381,3 +381,50 @@ pub async fn unknown_and_invalid_commands(store: Arc<dyn Store>) {
     assert_invalid(store.retry(&jid).await, &jid, r, "retry");
     assert_state(&store, &jid, JobState::Running).await;
 }
+
+/// A pause or cancel the running stint never acted on (it was interrupted
+/// or failed first) still holds when the stint ends.
+pub async fn pending_command_outlives_the_stint(store: Arc<dyn Store>) {
+    let p = register(&store, LONG_TTL).await;
+    let paused = push_one(&store, job_in("default", 1)).await;
+    let cancelled = push_one(&store, job_in("default", 2)).await;
+    let a = fetch_one(&store, &p, "default").await;
+    let b = fetch_one(&store, &p, "default").await;
+    assert_eq!(a.job.jid, paused);
+    assert_eq!(
+        store.pause(&paused).await.unwrap(),
+        CommandEffect::Requested(Control::Pause)
+    );
+    assert_eq!(
+        store.cancel(&cancelled).await.unwrap(),
+        CommandEffect::Requested(Control::Cancel)
+    );
+    complete_ok(
+        &store,
+        &a.lease,
+        Some(checkpoint(3, 3)),
+        Outcome::Requeue {
+            reason: "shutdown".into(),
+        },
+    )
+    .await;
+    complete_ok(
+        &store,
+        &b.lease,
+        None,
+        Outcome::Retry {
+            error: error_info("boom", 1),
+            retry_at_ms: now_ms() + 60_000,
+        },
+    )
+    .await;
+    let job = assert_state(&store, &paused, JobState::Paused).await;
+    assert_eq!(
+        job.checkpoint,
+        checkpoint(3, 3),
+        "checkpoint of the interrupted stint kept"
+    );
+    assert_eq!(job.control, None);
+    assert_state(&store, &cancelled, JobState::Cancelled).await;
+    assert_nothing_to_fetch(&store, &p, "default").await;
+}
