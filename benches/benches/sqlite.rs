@@ -23,6 +23,11 @@ async fn main() {
     };
 
     println!("stint on SQLite (WAL, synchronous=NORMAL), one worker process");
+    if std::env::var_os("STINT_BENCH_ONLY_NOOP").is_some() {
+        let rate = noop_throughput(fresh(), jobs, 10).await;
+        println!("no-op jobs, concurrency 10:     {rate:>10.0} jobs/s  ({jobs} jobs, push to last success)");
+        return;
+    }
     let rate = push_single(fresh(), singles).await;
     println!("push, one job per round trip:   {rate:>10.0} jobs/s  ({singles} jobs)");
     let rate = push_bulk(fresh(), bulk, 1_000).await;

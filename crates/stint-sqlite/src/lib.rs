@@ -69,6 +69,30 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Runs one statement through the connection's statement cache (parsing
+/// and planning once, not per call).
+pub(crate) fn exec<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// `query_row` through the statement cache.
+pub(crate) fn query_row<T, P, F>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    f: F,
+) -> rusqlite::Result<T>
+where
+    P: rusqlite::Params,
+    F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+{
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
+
 /// Opens a connection to a stint SQLite file with the settings the store
 /// uses (WAL, a busy timeout, foreign writers tolerated). Jobs use it to
 /// open their own connection for `checkpoint_tx`.
@@ -78,6 +102,7 @@ pub fn open_connection(path: impl AsRef<Path>) -> Result<Connection, StoreError>
         StoreError::Unavailable(format!("cannot open SQLite file {}: {e}", path.display()))
     })?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(db_err)?;
     // NORMAL in WAL mode: a commit survives a process crash (kill -9); only

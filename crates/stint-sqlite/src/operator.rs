@@ -9,8 +9,8 @@ use stint_core::model::{
 use stint_core::store::{CommandEffect, JobFilter};
 use stint_core::{JobRecord, StoreError, StoreResult};
 
-use crate::db_err;
 use crate::rows::{job_from_row, JOB_COLUMNS};
+use crate::{db_err, exec, query_row};
 
 pub fn processes(conn: &Connection) -> StoreResult<Vec<ProcessInfo>> {
     let mut stmt = conn
@@ -105,7 +105,8 @@ pub fn jobs(conn: &Connection, f: &JobFilter) -> StoreResult<Vec<JobRecord>> {
 }
 
 fn load(conn: &Connection, jid: &Jid) -> StoreResult<JobRecord> {
-    conn.query_row(
+    query_row(
+        conn,
         &format!("SELECT {JOB_COLUMNS} FROM stint_jobs WHERE jid = ?1"),
         [jid.as_str()],
         job_from_row,
@@ -183,7 +184,7 @@ fn set_state(
 ) -> StoreResult<()> {
     let now = now_ms();
     let finished = state.is_final().then_some(now);
-    tx.execute(
+    exec(tx,
         "UPDATE stint_jobs SET state = ?2, finished_at = COALESCE(?3, finished_at), reason = COALESCE(?4, reason)
          WHERE jid = ?1",
         params![jid.as_str(), state.as_str(), finished, reason],
@@ -193,7 +194,8 @@ fn set_state(
 }
 
 fn set_control(tx: &Transaction, jid: &Jid, control: Option<Control>) -> StoreResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "UPDATE stint_jobs SET control = ?2 WHERE jid = ?1",
         params![jid.as_str(), control.map(|c| c.as_str())],
     )
@@ -214,7 +216,7 @@ fn enqueue(
     } else {
         crate::transitions::next_seq(tx, 1)?
     };
-    tx.execute(
+    exec(tx,
         "UPDATE stint_jobs SET state = 'enqueued', seq = ?2, enqueued_at = ?3, run_at = NULL, finished_at = NULL,
            attempts = CASE WHEN ?4 THEN 0 ELSE attempts END,
            recoveries = CASE WHEN ?4 THEN 0 ELSE recoveries END
@@ -298,7 +300,8 @@ pub fn retry(tx: &Transaction, jid: &Jid) -> StoreResult<CommandEffect> {
 }
 
 pub fn set_queue_paused(tx: &Transaction, queue: &str, paused: bool) -> StoreResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO stint_queues (name, paused) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
         params![queue, paused],

@@ -9,8 +9,8 @@ use stint_core::model::{now_ms, to_ms, Checkpoint, Control, Jid, JobState, NewJo
 use stint_core::store::{Completion, Lease, Leased, Outcome, Recovered};
 use stint_core::{StoreError, StoreResult};
 
-use crate::db_err;
 use crate::rows::{job_from_row, JOB_COLUMNS};
+use crate::{db_err, exec, query_row};
 
 /// Reserves `n` tail positions; returns the first. A counter, not the
 /// clock: queue order holds however the clocks of processes differ.
@@ -30,7 +30,8 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 
 /// The `seq` that puts a job at the head of `queue`.
 pub(crate) fn head_seq(tx: &Connection, queue: &str) -> StoreResult<i64> {
-    tx.query_row(
+    query_row(
+        tx,
         "SELECT COALESCE(MIN(seq), 0) - 1 FROM stint_jobs WHERE state = 'enqueued' AND queue = ?1",
         [queue],
         |r| r.get(0),
@@ -83,7 +84,8 @@ pub fn push(tx: &Transaction, jobs: &[NewJob]) -> StoreResult<()> {
 
 pub fn register(tx: &Transaction, p: &ProcessInfo, ttl: Duration) -> StoreResult<()> {
     let now = now_ms();
-    tx.execute(
+    exec(
+        tx,
         "INSERT OR REPLACE INTO stint_processes
            (id, hostname, pid, queues, concurrency, started_at, beat_at, expires_at, busy, quiet)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -122,13 +124,13 @@ pub fn heartbeat(
 }
 
 pub fn deregister(tx: &Transaction, id: &str) -> StoreResult<()> {
-    tx.execute("DELETE FROM stint_processes WHERE id = ?1", [id])
-        .map_err(db_err)?;
+    exec(tx, "DELETE FROM stint_processes WHERE id = ?1", [id]).map_err(db_err)?;
     Ok(())
 }
 
 pub fn expire_process(tx: &Transaction, id: &str) -> StoreResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "UPDATE stint_processes SET expires_at = 0 WHERE id = ?1",
         [id],
     )
@@ -244,7 +246,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
         let fence = "jid = ?1 AND state = 'running' AND process = ?2 AND stints = ?3";
         let base = params![lease.jid.as_str(), lease.process, lease.stint, cp];
         let n = match &c.outcome {
-            Outcome::Succeeded { result } => tx.execute(
+            Outcome::Succeeded { result } => exec(tx,
                 &format!(
                     "UPDATE stint_jobs SET state = 'succeeded', checkpoint = COALESCE(?4, checkpoint),
                        process = NULL, control = NULL, finished_at = ?5, result = ?6, reason = NULL
@@ -252,7 +254,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
                 ),
                 params![base[0], base[1], base[2], base[3], now, result.as_ref().map(to_json)],
             ),
-            Outcome::Retry { error, retry_at_ms } => tx.execute(
+            Outcome::Retry { error, retry_at_ms } => exec(tx,
                 &format!(
                     "UPDATE stint_jobs SET state = {PENDING_CONTROL_OR} 'retrying' END,
                        finished_at = CASE control WHEN 'cancel' THEN ?5 END,
@@ -263,7 +265,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
                 ),
                 params![base[0], base[1], base[2], base[3], retry_at_ms, to_json(error), error.message],
             ),
-            Outcome::Dead { error, reason } => tx.execute(
+            Outcome::Dead { error, reason } => exec(tx,
                 &format!(
                     "UPDATE stint_jobs SET state = 'dead', checkpoint = COALESCE(?4, checkpoint),
                        process = NULL, control = NULL, attempts = attempts + 1, finished_at = ?5,
@@ -273,8 +275,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
                 params![base[0], base[1], base[2], base[3], now, to_json(error), reason],
             ),
             Outcome::Requeue { reason } => {
-                let job_queue: Option<String> = tx
-                    .query_row("SELECT queue FROM stint_jobs WHERE jid = ?1", [lease.jid.as_str()], |r| r.get(0))
+                let job_queue: Option<String> = query_row(tx, "SELECT queue FROM stint_jobs WHERE jid = ?1", [lease.jid.as_str()], |r| r.get(0))
                     .optional()
                     .map_err(db_err)?;
                 let seq = match job_queue {
@@ -282,7 +283,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
                     None => 0,
                 };
                 // A pause or cancel the stint did not act on still holds.
-                tx.execute(
+                exec(tx,
                     &format!(
                         "UPDATE stint_jobs SET state = {PENDING_CONTROL_OR} 'enqueued' END,
                            finished_at = CASE control WHEN 'cancel' THEN ?6 END,
@@ -296,7 +297,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
             Outcome::Paused | Outcome::Cancelled => {
                 let state = c.outcome.next_state();
                 let finished = (state == JobState::Cancelled).then_some(now);
-                tx.execute(
+                exec(tx,
                     &format!(
                         "UPDATE stint_jobs SET state = ?5, checkpoint = COALESCE(?4, checkpoint),
                            process = NULL, control = NULL, finished_at = ?6, reason = ?7
@@ -312,7 +313,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
             continue;
         }
         let done = c.checkpoint.as_ref().map(|cp| cp.done as i64);
-        tx.execute(
+        exec(tx,
             "UPDATE stint_stints SET ended_at = ?3, outcome = ?4, reason = ?5,
                done = COALESCE(?6, (SELECT json_extract(checkpoint, '$.done') FROM stint_jobs WHERE jid = ?1), done)
              WHERE jid = ?1 AND number = ?2",
@@ -320,7 +321,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
         )
         .map_err(db_err)?;
         if let Outcome::Retry { error, .. } | Outcome::Dead { error, .. } = &c.outcome {
-            tx.execute(
+            exec(tx,
                 "INSERT INTO stint_errors (jid, at, attempt, message, chain) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![lease.jid.as_str(), error.at_ms, error.attempt, error.message, to_json(&error.chain)],
             )
@@ -353,13 +354,13 @@ pub fn controls(conn: &Connection, process: &str) -> StoreResult<Vec<(Jid, Contr
 
 pub fn promote_due(tx: &Transaction) -> StoreResult<u64> {
     let now = now_ms();
-    let due: i64 = tx
-        .query_row(
-            "SELECT COUNT(*) FROM stint_jobs WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1",
-            [now],
-            |r| r.get(0),
-        )
-        .map_err(db_err)?;
+    let due: i64 = query_row(
+        tx,
+        "SELECT COUNT(*) FROM stint_jobs WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1",
+        [now],
+        |r| r.get(0),
+    )
+    .map_err(db_err)?;
     if due == 0 {
         return Ok(0);
     }
@@ -437,14 +438,15 @@ pub fn recover_orphans(tx: &Transaction, max_recoveries: u32) -> StoreResult<Vec
         };
         let seq = head_seq(tx, &queue)?;
         let finished = state.is_final().then_some(now);
-        tx.execute(
+        exec(
+            tx,
             "UPDATE stint_jobs SET state = ?3, recoveries = ?4, process = NULL, control = NULL,
                seq = ?5, enqueued_at = ?6, finished_at = ?7, reason = ?8
              WHERE jid = ?1 AND state = 'running' AND stints = ?2",
             params![jid, stint, state.as_str(), rec, seq, now, finished, reason],
         )
         .map_err(db_err)?;
-        tx.execute(
+        exec(tx,
             "UPDATE stint_stints SET ended_at = ?3, outcome = 'recovered', reason = ?4,
                done = COALESCE((SELECT json_extract(checkpoint, '$.done') FROM stint_jobs WHERE jid = ?1), done)
              WHERE jid = ?1 AND number = ?2",
@@ -459,7 +461,11 @@ pub fn recover_orphans(tx: &Transaction, max_recoveries: u32) -> StoreResult<Vec
             state,
         });
     }
-    tx.execute("DELETE FROM stint_processes WHERE expires_at < ?1", [now])
-        .map_err(db_err)?;
+    exec(
+        tx,
+        "DELETE FROM stint_processes WHERE expires_at < ?1",
+        [now],
+    )
+    .map_err(db_err)?;
     Ok(out)
 }
