@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Interrupt, JobError, StoreError};
 use crate::interrupt::StopSignal;
 use crate::model::{Checkpoint, Control, Jid, JobRecord};
-use crate::store::{CheckpointTx, Lease, Store};
+use crate::store::{BlockingCheckpointTx, CheckpointTx, Lease, Store};
 
 /// The context of one stint. `Job::perform` gets it as `&mut Ctx`.
 pub struct Ctx {
@@ -176,12 +176,37 @@ impl Ctx {
     /// When the job must stop, this returns `Err(Interrupted)` *before*
     /// writing: `?` drops (rolls back) the transaction, and the next stint
     /// redoes that batch from the last committed cursor.
-    pub fn checkpoint_in<T: CheckpointTx, C: Serialize + ?Sized>(
+    pub async fn checkpoint_in<T: CheckpointTx, C: Serialize + ?Sized>(
         &mut self,
         tx: &mut T,
         cursor: &C,
         n: u64,
     ) -> Result<(), JobError> {
+        let next = self.tx_checkpoint(cursor, n)?;
+        let written = tx.write_checkpoint(&self.lease, &next).await;
+        self.tx_written(written, next)
+    }
+
+    /// As `checkpoint_in`, for a blocking transaction (SQLite); see
+    /// `stint_sqlite::CtxExt::checkpoint_tx`.
+    pub fn checkpoint_in_blocking<T: BlockingCheckpointTx, C: Serialize + ?Sized>(
+        &mut self,
+        tx: &mut T,
+        cursor: &C,
+        n: u64,
+    ) -> Result<(), JobError> {
+        let next = self.tx_checkpoint(cursor, n)?;
+        let written = tx.write_checkpoint(&self.lease, &next);
+        self.tx_written(written, next)
+    }
+
+    /// The checkpoint a transactional write will save, unless the job must
+    /// stop first.
+    fn tx_checkpoint<C: Serialize + ?Sized>(
+        &mut self,
+        cursor: &C,
+        n: u64,
+    ) -> Result<Checkpoint, JobError> {
         if let Some(reason) = self.signal.get() {
             return Err(JobError::Interrupted(reason));
         }
@@ -190,7 +215,15 @@ impl Ctx {
         next.done += n;
         next.cursor = Some(self.cursor_value(cursor)?);
         self.stamp(&mut next);
-        match tx.write_checkpoint(&self.lease, &next) {
+        Ok(next)
+    }
+
+    fn tx_written(
+        &mut self,
+        written: Result<Option<Control>, StoreError>,
+        next: Checkpoint,
+    ) -> Result<(), JobError> {
+        match written {
             Ok(control) => {
                 self.checkpoint = next;
                 self.dirty = false;

@@ -28,5 +28,6 @@ pub use runtime::{
     shutdown_signal, QueueOrder, RunSummary, Worker, WorkerBuilder, WorkerConfig, WorkerHandle,
 };
 pub use store::{
-    CheckpointTx, CommandEffect, Completion, JobFilter, Lease, Leased, Outcome, Recovered, Store,
+    BlockingCheckpointTx, CheckpointTx, CommandEffect, Completion, JobFilter, Lease, Leased,
+    Outcome, Recovered, Store,
 };

@@ -244,11 +244,24 @@ pub trait Store: Send + Sync + 'static {
 
 /// A caller's own database transaction that a checkpoint can be written in
 /// (`Ctx::checkpoint_in`), so the job's writes and its progress commit
-/// together. Implemented by the SQL stores for their transaction types.
-pub trait CheckpointTx {
+/// together. Implemented by the SQL stores for their async transaction
+/// types (PostgreSQL).
+pub trait CheckpointTx: Send {
     /// Writes the checkpoint of the stint holding `lease` in this
     /// transaction. Refused with `StoreError::LeaseLost` when the lease is no
     /// longer current. Returns the operator's pending pause or cancel.
+    fn write_checkpoint<'a>(
+        &'a mut self,
+        lease: &'a Lease,
+        checkpoint: &'a Checkpoint,
+    ) -> impl std::future::Future<Output = StoreResult<Option<Control>>> + Send + 'a;
+}
+
+/// As `CheckpointTx`, for a blocking database API whose transactions cannot
+/// be held across an `.await` (SQLite through rusqlite):
+/// `Ctx::checkpoint_in_blocking`.
+pub trait BlockingCheckpointTx {
+    /// As `CheckpointTx::write_checkpoint`, blocking.
     fn write_checkpoint(
         &mut self,
         lease: &Lease,

@@ -4,13 +4,13 @@
 use rusqlite::Transaction;
 use serde::Serialize;
 use stint_core::model::{Checkpoint, Control};
-use stint_core::store::{CheckpointTx, Lease};
+use stint_core::store::{BlockingCheckpointTx, Lease};
 use stint_core::{Ctx, JobError, StoreResult};
 
-/// A job's own transaction on the store's file, as a `CheckpointTx`.
+/// A job's own transaction on the store's file, as a `BlockingCheckpointTx`.
 pub struct SqliteTx<'a, 'conn>(pub &'a Transaction<'conn>);
 
-impl CheckpointTx for SqliteTx<'_, '_> {
+impl BlockingCheckpointTx for SqliteTx<'_, '_> {
     fn write_checkpoint(
         &mut self,
         lease: &Lease,
@@ -34,7 +34,7 @@ impl CheckpointTx for SqliteTx<'_, '_> {
 /// ```
 pub trait CtxExt {
     /// Writes the checkpoint (cursor, `n` more items done) inside `tx`; see
-    /// `Ctx::checkpoint_in`. Use a transaction on a connection from
+    /// `Ctx::checkpoint_in_blocking`. Use a transaction on a connection from
     /// `stint_sqlite::open_connection` to the store's own file.
     fn checkpoint_tx<C: Serialize + ?Sized>(
         &mut self,
@@ -51,6 +51,6 @@ impl CtxExt for Ctx {
         cursor: &C,
         n: u64,
     ) -> Result<(), JobError> {
-        self.checkpoint_in(&mut SqliteTx(tx), cursor, n)
+        self.checkpoint_in_blocking(&mut SqliteTx(tx), cursor, n)
     }
 }
