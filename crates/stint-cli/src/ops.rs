@@ -265,6 +265,13 @@ fn describe(cmd: Command, jid: &Jid, effect: CommandEffect) -> String {
             format!("job {jid} enqueued for another try, progress kept")
         }
         (_, Done(state)) => format!("job {jid} is now {state}"),
+        (Command::Cancel, Cascaded { children, .. }) => format!(
+            "job {jid} was waiting for its children: cancelled, with its {children} unfinished children"
+        ),
+        (cmd, Cascaded { children }) => format!(
+            "job {jid} waits for its children: {} sent to its {children} unfinished children",
+            format!("{cmd:?}").to_lowercase()
+        ),
     }
 }
 

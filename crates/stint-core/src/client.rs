@@ -57,6 +57,11 @@ impl Push {
         self
     }
 
+    /// The same options without a fixed jid (for pushes of many jobs).
+    pub(crate) fn clear_jid(self) -> Self {
+        Push { jid: None, ..self }
+    }
+
     fn apply(&self, mut o: JobOptions) -> JobOptions {
         if let Some(q) = &self.queue {
             o.queue = q.clone();
@@ -121,7 +126,7 @@ impl Client {
 
     /// Enqueues many jobs in one round trip. Returns their jids in order.
     pub async fn push_many<J: Job>(&self, jobs: &[J], push: Push) -> StoreResult<Vec<Jid>> {
-        let push = Push { jid: None, ..push };
+        let push = push.clear_jid();
         let new: Vec<NewJob> = jobs
             .iter()
             .map(|j| Self::prepare(j, &push))

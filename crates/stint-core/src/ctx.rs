@@ -16,16 +16,16 @@ use crate::store::{BlockingCheckpointTx, CheckpointTx, Lease, Store};
 
 /// The context of one stint. `Job::perform` gets it as `&mut Ctx`.
 pub struct Ctx {
-    jid: Jid,
-    kind: String,
+    pub(crate) jid: Jid,
+    pub(crate) kind: String,
     attempt: u32,
-    lease: Lease,
-    store: Arc<dyn Store>,
-    signal: Arc<StopSignal>,
+    pub(crate) lease: Lease,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) signal: Arc<StopSignal>,
     /// The progress as last handed to the store (or about to be).
-    checkpoint: Checkpoint,
+    pub(crate) checkpoint: Checkpoint,
     /// Checkpoint calls since the last write reached the store.
-    dirty: bool,
+    pub(crate) dirty: bool,
     /// The job used `checkpoint_in`: the store's copy, written in the job's
     /// own transactions, is the truth; the runtime must not overwrite it.
     transactional: bool,
@@ -36,6 +36,8 @@ pub struct Ctx {
     run_time_at_start_ms: u64,
     /// The store refused or failed the last write; said once in the log.
     store_trouble: bool,
+    /// What the job returns to a parent that split into it.
+    pub(crate) result: Option<serde_json::Value>,
 }
 
 impl Ctx {
@@ -63,6 +65,7 @@ impl Ctx {
             done_at_start: job.checkpoint.done,
             run_time_at_start_ms: job.checkpoint.run_time_ms,
             store_trouble: false,
+            result: None,
         }
     }
 
@@ -107,6 +110,18 @@ impl Ctx {
                 ))
             }),
         }
+    }
+
+    /// Sets the value this job returns when it succeeds; a parent that split
+    /// into this job reads it from `Ctx::split`'s results.
+    pub fn set_result<R: Serialize + ?Sized>(&mut self, result: &R) -> Result<(), JobError> {
+        self.result = Some(serde_json::to_value(result).map_err(|e| {
+            JobError::fatal(format!(
+                "job {} ({}): result does not serialize to JSON: {e}",
+                self.jid, self.kind
+            ))
+        })?);
+        Ok(())
     }
 
     /// Progress so far: done, total, rate, steps, run time.
@@ -285,7 +300,7 @@ impl Ctx {
     }
 
     /// Fills in run time and rate from this stint's clock.
-    fn stamp(&self, cp: &mut Checkpoint) {
+    pub(crate) fn stamp(&self, cp: &mut Checkpoint) {
         let elapsed = self.started.elapsed();
         cp.run_time_ms = self.run_time_at_start_ms + elapsed.as_millis() as u64;
         let secs = elapsed.as_secs_f64();
@@ -339,7 +354,7 @@ impl Ctx {
         }
     }
 
-    fn lease_lost(&self) {
+    pub(crate) fn lease_lost(&self) {
         tracing::warn!(jid = %self.jid, kind = %self.kind, stint = self.lease.stint,
             "lease lost: another process holds this job now; stopping this stint without writing");
         self.signal.raise(Interrupt::LeaseLost);

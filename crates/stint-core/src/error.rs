@@ -19,6 +19,9 @@ pub enum Interrupt {
     /// Another process holds the job now: this stint's lease was taken from
     /// it (the process was frozen or cut off for longer than the lease).
     LeaseLost,
+    /// The job split itself into children and waits for them (not a stop
+    /// of the runtime's making: `Ctx::split` returns it).
+    Split,
 }
 
 impl Interrupt {
@@ -29,6 +32,7 @@ impl Interrupt {
             Interrupt::Cancel => "cancelled by operator",
             Interrupt::MaxStintTime => "maximum stint time reached",
             Interrupt::LeaseLost => "lease lost to another process",
+            Interrupt::Split => "waiting for its children",
         }
     }
 }

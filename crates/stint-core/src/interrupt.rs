@@ -25,6 +25,8 @@ fn code(i: Interrupt) -> u8 {
         Interrupt::Pause => 3,
         Interrupt::Cancel => 4,
         Interrupt::LeaseLost => 5,
+        // Never raised on a signal: `Ctx::split` returns it directly.
+        Interrupt::Split => 0,
     }
 }
 

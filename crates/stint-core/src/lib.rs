@@ -11,6 +11,7 @@ mod interrupt;
 mod job;
 pub mod model;
 mod runtime;
+mod split;
 pub mod store;
 
 #[cfg(feature = "testing")]
@@ -21,12 +22,13 @@ pub use ctx::Ctx;
 pub use error::{Interrupt, JobError, StoreError, StoreResult};
 pub use job::{Job, Registry};
 pub use model::{
-    Backoff, Checkpoint, Control, ErrorInfo, Jid, JobDetail, JobOptions, JobRecord, JobState,
-    NewJob, ProcessInfo, QueueInfo, Stats, StintRecord,
+    Backoff, Checkpoint, ChildRecord, Control, ErrorInfo, Jid, JobDetail, JobOptions, JobRecord,
+    JobState, NewJob, ProcessInfo, QueueInfo, Stats, StintRecord, TreeProgress,
 };
 pub use runtime::{
     shutdown_signal, QueueOrder, RunSummary, Worker, WorkerBuilder, WorkerConfig, WorkerHandle,
 };
+pub use split::{ChildResult, SplitPolicy};
 pub use store::{
     BlockingCheckpointTx, CheckpointTx, CommandEffect, Completion, JobFilter, Lease, Leased,
     Outcome, Recovered, Store,

@@ -58,6 +58,9 @@ pub enum JobState {
     Scheduled,
     Enqueued,
     Running,
+    /// A parent that split itself: parked, holding no worker slot, until
+    /// every child has finished.
+    Waiting,
     Paused,
     Retrying,
     Succeeded,
@@ -66,10 +69,11 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 8] = [
+    pub const ALL: [JobState; 9] = [
         JobState::Scheduled,
         JobState::Enqueued,
         JobState::Running,
+        JobState::Waiting,
         JobState::Paused,
         JobState::Retrying,
         JobState::Succeeded,
@@ -82,6 +86,7 @@ impl JobState {
             JobState::Scheduled => "scheduled",
             JobState::Enqueued => "enqueued",
             JobState::Running => "running",
+            JobState::Waiting => "waiting",
             JobState::Paused => "paused",
             JobState::Retrying => "retrying",
             JobState::Succeeded => "succeeded",
@@ -389,6 +394,41 @@ pub struct QueueInfo {
     pub latency_ms: Option<i64>,
 }
 
+/// A child of a split job, as its parent and operators see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChildRecord {
+    pub job: JobRecord,
+    /// The split step that created it.
+    pub step: String,
+    /// What the child's last stint returned (`Ctx::set_result`), once
+    /// succeeded.
+    pub result: Option<Value>,
+}
+
+/// The progress of a split job: the sum of its children's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TreeProgress {
+    pub children: u32,
+    /// Children in a final state.
+    pub finished: u32,
+    pub done: u64,
+    /// Sum of the totals the children know.
+    pub total: u64,
+}
+
+impl TreeProgress {
+    pub fn of(children: &[ChildRecord]) -> Self {
+        let mut t = TreeProgress::default();
+        for c in children {
+            t.children += 1;
+            t.finished += c.job.state.is_final() as u32;
+            t.done += c.job.checkpoint.done;
+            t.total += c.job.checkpoint.total.unwrap_or(0);
+        }
+        t
+    }
+}
+
 /// Counts for `stint status`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
@@ -417,5 +457,77 @@ pub fn to_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
         Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_jitter(base_ms: u64, max_ms: u64) -> Backoff {
+        Backoff {
+            base_ms,
+            max_ms,
+            jitter: 0.0,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_each_attempt() {
+        let b = no_jitter(100, 1_000_000);
+        let delays: Vec<u64> = (1..=6).map(|a| b.delay(a).as_millis() as u64).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200]);
+        // Attempt 0 is treated as the first retry.
+        assert_eq!(b.delay(0), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn backoff_is_capped_at_its_max_even_for_huge_attempts() {
+        let b = no_jitter(100, 1_000);
+        assert_eq!(b.delay(4), Duration::from_millis(800));
+        assert_eq!(b.delay(5), Duration::from_millis(1_000));
+        assert_eq!(b.delay(6), Duration::from_millis(1_000));
+        assert_eq!(b.delay(u32::MAX), Duration::from_millis(1_000));
+        // The default is capped too (6 h), never overflowing.
+        let d = Backoff::default();
+        let huge = d.delay(1_000);
+        assert!(huge <= Duration::from_millis((d.max_ms as f64 * 1.25) as u64));
+        assert!(huge >= Duration::from_millis((d.max_ms as f64 * 0.75) as u64));
+    }
+
+    #[test]
+    fn backoff_jitter_stays_within_its_fraction_and_spreads() {
+        let b = Backoff {
+            base_ms: 1_000,
+            max_ms: 1_000_000,
+            jitter: 0.25,
+        };
+        for attempt in 1..=4 {
+            let nominal = 1_000u64 << (attempt - 1);
+            let lo = nominal * 3 / 4;
+            let hi = nominal * 5 / 4;
+            let samples: Vec<u64> = (0..500)
+                .map(|_| b.delay(attempt).as_millis() as u64)
+                .collect();
+            for &s in &samples {
+                assert!(
+                    (lo..=hi).contains(&s),
+                    "attempt {attempt}: {s} ms outside {lo}..={hi}"
+                );
+            }
+            // Jitter spreads the delays on both sides of the nominal one.
+            assert!(samples.iter().any(|&s| s < nominal), "{attempt}");
+            assert!(samples.iter().any(|&s| s > nominal), "{attempt}");
+        }
+        // The cap applies before the jitter: capped delays spread too.
+        let capped = Backoff {
+            base_ms: 1_000,
+            max_ms: 2_000,
+            jitter: 0.5,
+        };
+        for _ in 0..200 {
+            let ms = capped.delay(10).as_millis() as u64;
+            assert!((1_000..=3_000).contains(&ms), "{ms}");
+        }
     }
 }

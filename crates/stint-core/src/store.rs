@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use crate::error::StoreResult;
 use crate::model::{
-    Checkpoint, Control, ErrorInfo, Jid, JobDetail, JobRecord, JobState, NewJob, ProcessInfo, Stats,
+    Checkpoint, ChildRecord, Control, ErrorInfo, Jid, JobDetail, JobRecord, JobState, NewJob,
+    ProcessInfo, Stats,
 };
 
 /// A stint's claim on a running job. Every write the stint makes is
@@ -125,6 +126,9 @@ pub enum CommandEffect {
     Requested(Control),
     /// A running job's pending pause was withdrawn before it took effect.
     Withdrawn,
+    /// The job waits for its children (it split): the command went to each
+    /// of its `children` that had not finished.
+    Cascaded { children: u32 },
 }
 
 /// Which jobs `Store::jobs` lists.
@@ -204,6 +208,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Pending pause or cancel commands for the jobs `process` runs.
     async fn controls(&self, process: &str) -> StoreResult<Vec<(Jid, Control)>>;
+
+    // ---- split jobs ----
+
+    /// Parks the running job of `lease` as `waiting` (its stint ends, its
+    /// checkpoint — which records the split step as done — is saved) and
+    /// enqueues `children` as its children of split step `step`, all in one
+    /// atomic operation fenced by the lease: after a crash either all the
+    /// children exist and the parent waits, or none does and the parent
+    /// runs the split again.
+    ///
+    /// When the last child reaches a final state (succeeded, dead,
+    /// cancelled) the parent goes to the head of its queue. Pausing,
+    /// resuming or cancelling a waiting parent goes to its unfinished
+    /// children (`CommandEffect::Cascaded`); cancelling it also cancels it.
+    async fn split(
+        &self,
+        lease: &Lease,
+        checkpoint: &Checkpoint,
+        step: &str,
+        children: Vec<NewJob>,
+    ) -> StoreResult<()> {
+        let _ = (checkpoint, step, children);
+        Err(crate::error::StoreError::Other(format!(
+            "job {}: split jobs are not supported by the {} store yet",
+            lease.jid,
+            self.kind()
+        )))
+    }
+
+    /// The children of a split job, in the order they were pushed.
+    async fn children(&self, parent: &Jid) -> StoreResult<Vec<ChildRecord>> {
+        let _ = parent;
+        Ok(Vec::new())
+    }
 
     // ---- maintenance (any process may run these; they are idempotent) ----
 

@@ -9,6 +9,7 @@
 mod operator;
 mod rows;
 mod schema;
+mod split;
 mod transitions;
 mod tx;
 
@@ -18,7 +19,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior};
-use stint_core::model::{Control, Jid, JobDetail, JobRecord, NewJob, ProcessInfo, Stats};
+use stint_core::model::{
+    ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessInfo, Stats,
+};
 use stint_core::store::{CommandEffect, Completion, JobFilter, Lease, Leased, Recovered, Store};
 use stint_core::{Checkpoint, StoreError, StoreResult};
 
@@ -286,6 +289,23 @@ impl Store for SqliteStore {
     async fn complete(&self, completions: Vec<Completion>) -> StoreResult<Vec<Jid>> {
         self.write(move |tx| transitions::complete(tx, &completions))
             .await
+    }
+
+    async fn split(
+        &self,
+        lease: &Lease,
+        checkpoint: &Checkpoint,
+        step: &str,
+        children: Vec<NewJob>,
+    ) -> StoreResult<()> {
+        let (lease, cp, step) = (lease.clone(), checkpoint.clone(), step.to_owned());
+        self.write(move |tx| split::split(tx, &lease, &cp, &step, &children))
+            .await
+    }
+
+    async fn children(&self, parent: &Jid) -> StoreResult<Vec<ChildRecord>> {
+        let parent = parent.clone();
+        self.read(move |conn| split::children(conn, &parent)).await
     }
 
     async fn controls(&self, process: &str) -> StoreResult<Vec<(Jid, Control)>> {

@@ -227,9 +227,29 @@ fn enqueue(
     Ok(())
 }
 
+/// Applies `command` to every unfinished child of a waiting parent.
+fn cascade(
+    tx: &Transaction,
+    parent: &Jid,
+    command: fn(&Transaction, &Jid) -> StoreResult<CommandEffect>,
+) -> StoreResult<CommandEffect> {
+    let mut children = 0;
+    for child in crate::split::open_children(tx, parent)? {
+        match command(tx, &child) {
+            Ok(_) => children += 1,
+            // A child the command does not apply to (a resume of one that
+            // is not paused) is left as it is.
+            Err(StoreError::InvalidState { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(CommandEffect::Cascaded { children })
+}
+
 pub fn pause(tx: &Transaction, jid: &Jid) -> StoreResult<CommandEffect> {
     let job = load(tx, jid)?;
     match job.state {
+        JobState::Waiting => cascade(tx, jid, pause),
         JobState::Enqueued | JobState::Scheduled | JobState::Retrying => {
             set_state(tx, jid, JobState::Paused, Some("paused by operator"))?;
             Ok(CommandEffect::Done(JobState::Paused))
@@ -255,6 +275,7 @@ pub fn pause(tx: &Transaction, jid: &Jid) -> StoreResult<CommandEffect> {
 pub fn resume(tx: &Transaction, jid: &Jid) -> StoreResult<CommandEffect> {
     let job = load(tx, jid)?;
     match job.state {
+        JobState::Waiting => cascade(tx, jid, resume),
         JobState::Paused => {
             enqueue(tx, &job, true, false)?;
             Ok(CommandEffect::Done(JobState::Enqueued))
@@ -270,8 +291,14 @@ pub fn resume(tx: &Transaction, jid: &Jid) -> StoreResult<CommandEffect> {
 pub fn cancel(tx: &Transaction, jid: &Jid) -> StoreResult<CommandEffect> {
     let job = load(tx, jid)?;
     match job.state {
+        JobState::Waiting => {
+            // The parent first, so that its children's ends do not wake it.
+            set_state(tx, jid, JobState::Cancelled, Some("cancelled by operator"))?;
+            cascade(tx, jid, cancel)
+        }
         JobState::Enqueued | JobState::Scheduled | JobState::Retrying | JobState::Paused => {
             set_state(tx, jid, JobState::Cancelled, Some("cancelled by operator"))?;
+            crate::split::wake_parent(tx, jid.as_str())?;
             Ok(CommandEffect::Done(JobState::Cancelled))
         }
         JobState::Cancelled => Ok(CommandEffect::Done(JobState::Cancelled)),

@@ -32,12 +32,16 @@ CREATE TABLE IF NOT EXISTS stint_jobs (
     control     TEXT,
     error       TEXT,
     reason      TEXT,
-    result      TEXT
+    result      TEXT,
+    -- a child of a split job: the parent's jid and the split step
+    parent      TEXT,
+    parent_step TEXT
 );
 CREATE INDEX IF NOT EXISTS stint_jobs_fetch ON stint_jobs (queue, seq) WHERE state = 'enqueued';
 CREATE INDEX IF NOT EXISTS stint_jobs_due ON stint_jobs (run_at) WHERE state IN ('scheduled', 'retrying');
 CREATE INDEX IF NOT EXISTS stint_jobs_process ON stint_jobs (process) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS stint_jobs_state ON stint_jobs (state, created_at);
+CREATE INDEX IF NOT EXISTS stint_jobs_parent ON stint_jobs (parent) WHERE parent IS NOT NULL;
 CREATE TABLE IF NOT EXISTS stint_stints (
     jid        TEXT NOT NULL,
     number     INTEGER NOT NULL,

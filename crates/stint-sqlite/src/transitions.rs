@@ -40,12 +40,23 @@ pub(crate) fn head_seq(tx: &Connection, queue: &str) -> StoreResult<i64> {
 }
 
 pub fn push(tx: &Transaction, jobs: &[NewJob]) -> StoreResult<()> {
+    insert_jobs(tx, jobs, None)
+}
+
+/// Inserts jobs at the tail of their queues (or scheduled), as children of
+/// `parent` (jid, split step) when given.
+pub(crate) fn insert_jobs(
+    tx: &Transaction,
+    jobs: &[NewJob],
+    parent: Option<(&str, &str)>,
+) -> StoreResult<()> {
     let now = now_ms();
     let base = next_seq(tx, jobs.len())?;
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO stint_jobs (jid, kind, queue, args, state, options, created_at, enqueued_at, run_at, seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO stint_jobs (jid, kind, queue, args, state, options, created_at, enqueued_at, run_at, seq,
+                                     parent, parent_step)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .map_err(db_err)?;
     for (i, job) in jobs.iter().enumerate() {
@@ -65,6 +76,8 @@ pub fn push(tx: &Transaction, jobs: &[NewJob]) -> StoreResult<()> {
             enqueued_at,
             run_at,
             base + i as i64,
+            parent.map(|p| p.0),
+            parent.map(|p| p.1),
         ]);
         match r {
             Ok(_) => {}
@@ -312,6 +325,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
             refused.push(lease.jid.clone());
             continue;
         }
+        crate::split::wake_parent(tx, lease.jid.as_str())?;
         let done = c.checkpoint.as_ref().map(|cp| cp.done as i64);
         exec(tx,
             "UPDATE stint_stints SET ended_at = ?3, outcome = ?4, reason = ?5,
@@ -453,6 +467,9 @@ pub fn recover_orphans(tx: &Transaction, max_recoveries: u32) -> StoreResult<Vec
             params![jid, stint, now, format!("process {process} died")],
         )
         .map_err(db_err)?;
+        if state.is_final() {
+            crate::split::wake_parent(tx, &jid)?;
+        }
         out.push(Recovered {
             jid: Jid::parse(&jid).unwrap_or_default(),
             kind,

@@ -94,7 +94,9 @@ pub(crate) async fn run_stint(
             Some(Completion {
                 lease,
                 checkpoint: ctx.final_checkpoint(),
-                outcome: Outcome::Succeeded { result: None },
+                outcome: Outcome::Succeeded {
+                    result: ctx.result.clone(),
+                },
             })
         }
         Ok((ctx, Err(JobError::Interrupted(reason)))) => {
@@ -102,7 +104,9 @@ pub(crate) async fn run_stint(
             let checkpoint = ctx.final_checkpoint();
             let done = ctx.progress().done;
             let outcome = match reason {
-                Interrupt::LeaseLost => return None,
+                // Nothing to record: another process owns the job, or the
+                // store parked it when it split.
+                Interrupt::LeaseLost | Interrupt::Split => return None,
                 Interrupt::Pause => Outcome::Paused,
                 Interrupt::Cancel => Outcome::Cancelled,
                 Interrupt::Shutdown | Interrupt::MaxStintTime => Outcome::Requeue {

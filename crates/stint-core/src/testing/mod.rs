@@ -99,6 +99,12 @@ macro_rules! conformance_tests {
             retry_retrying_and_scheduled_jobs,
             pending_command_outlives_the_stint,
             unknown_and_invalid_commands,
+            // split.rs
+            split_parks_parent_and_enqueues_children,
+            parent_wakes_when_the_last_child_finishes,
+            split_is_fenced,
+            commands_on_a_waiting_parent_reach_its_children,
+            tree_progress_sums_the_children,
             // stats.rs
             stats_counts_states_and_queues,
             processes_are_listed_until_deregistered,

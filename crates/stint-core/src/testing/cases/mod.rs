@@ -9,6 +9,7 @@ pub mod leases;
 pub mod maintenance;
 pub mod operator;
 pub mod push_fetch;
+pub mod split;
 pub mod stats;
 
 pub use completion::*;
@@ -16,4 +17,5 @@ pub use leases::*;
 pub use maintenance::*;
 pub use operator::*;
 pub use push_fetch::*;
+pub use split::*;
 pub use stats::*;
