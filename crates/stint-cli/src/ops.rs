@@ -148,7 +148,15 @@ impl<'a> JobJson<'a> {
 
 /// `stint jobs`: the jobs a filter selects, newest first.
 pub async fn jobs(t: &Target, filter: &JobFilter, json: bool) -> anyhow::Result<()> {
-    let jobs = t.store.jobs(filter).await.map_err(|e| t.explain(e))?;
+    let mut jobs = t.store.jobs(filter).await.map_err(|e| t.explain(e))?;
+    // A parent waiting for its children shows their summed progress.
+    for j in jobs.iter_mut().filter(|j| j.state == JobState::Waiting) {
+        let children = t.store.children(&j.jid).await.map_err(|e| t.explain(e))?;
+        let tree = stint::TreeProgress::of(&children);
+        j.checkpoint.done = tree.done;
+        j.checkpoint.total = Some(tree.total);
+        j.checkpoint.rate = None;
+    }
     if json {
         let rows: Vec<_> = jobs.iter().map(JobJson::new).collect();
         return print_json(&rows);
@@ -199,6 +207,9 @@ struct DetailJson<'a> {
     #[serde(flatten)]
     detail: &'a JobDetail,
     eta_s: Option<f64>,
+    /// The children of a split job, and their summed progress.
+    children: &'a [stint::ChildRecord],
+    tree: Option<stint::TreeProgress>,
 }
 
 /// `stint show JID`: one job, its checkpoint, stints and errors.
@@ -209,13 +220,17 @@ pub async fn show(t: &Target, jid: &Jid, json: bool) -> anyhow::Result<()> {
         .await
         .map_err(|e| t.explain(e))?
         .ok_or_else(|| t.no_job(jid))?;
+    let children = t.store.children(jid).await.map_err(|e| t.explain(e))?;
+    let tree = (!children.is_empty()).then(|| stint::TreeProgress::of(&children));
     if json {
         return print_json(&DetailJson {
             detail: &detail,
             eta_s: fmt::job_eta(&detail.job).map(|d| d.as_secs_f64()),
+            children: &children,
+            tree,
         });
     }
-    print!("{}", crate::show::render(&detail));
+    print!("{}", crate::show::render(&detail, &children));
     Ok(())
 }
 

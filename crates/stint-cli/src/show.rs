@@ -36,8 +36,9 @@ fn options(o: &JobOptions) -> String {
     s
 }
 
-/// The whole page.
-pub fn render(d: &JobDetail) -> String {
+/// The whole page; `children` of a split job are listed with their summed
+/// progress.
+pub fn render(d: &JobDetail, children: &[stint::ChildRecord]) -> String {
     let j = &d.job;
     let cp = &j.checkpoint;
     let mut out = String::new();
@@ -148,6 +149,27 @@ pub fn render(d: &JobDetail) -> String {
                 outcome,
                 s.done.to_string(),
                 fmt::or_dash(s.reason.as_deref()),
+            ]);
+        }
+        out.push_str(&indent(&t.render()));
+    }
+
+    if !children.is_empty() {
+        let tree = stint::TreeProgress::of(children);
+        let _ = writeln!(
+            out,
+            "\nchildren   {} of {} finished; {} done of {} in all",
+            tree.finished, tree.children, tree.done, tree.total
+        );
+        let mut t = Table::new(&["JID", "STEP", "KIND", "STATE", "PROGRESS", "REASON"]);
+        for c in children {
+            t.row(vec![
+                c.job.jid.to_string(),
+                c.step.clone(),
+                c.job.kind.clone(),
+                c.job.state.to_string(),
+                fmt::progress(&c.job.checkpoint),
+                fmt::or_dash(c.job.reason.as_deref()),
             ]);
         }
         out.push_str(&indent(&t.render()));
