@@ -138,3 +138,89 @@ pub async fn checkpoint_loop(
     run.await.expect("join").expect("worker");
     Duration::from_nanos(LOOP_NANOS.load(std::sync::atomic::Ordering::SeqCst))
 }
+
+/// CPU-bound work on items `from..to`: a chain of mixing rounds per item.
+pub fn crunch(from: u64, to: u64) -> u64 {
+    let mut acc = 0u64;
+    for i in from..to {
+        let mut z = i;
+        for _ in 0..2_000 {
+            z = mix(z.wrapping_add(0x9E37_79B9_7F4A_7C15));
+        }
+        acc = acc.wrapping_add(z);
+    }
+    acc
+}
+
+/// A CPU-bound job run whole: crunches `0..n`, checkpointing per item.
+#[derive(Serialize, Deserialize, Clone)]
+pub struct CpuWhole {
+    pub n: u64,
+}
+
+impl Job for CpuWhole {
+    const KIND: &'static str = "CpuWhole";
+    async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
+        let (mut next, mut acc): (u64, u64) = ctx.cursor()?.unwrap_or((0, 0));
+        ctx.set_total(self.n);
+        while next < self.n {
+            acc = acc.wrapping_add(crunch(next, next + 1));
+            next += 1;
+            ctx.checkpoint(&(next, acc)).await?;
+        }
+        ctx.set_result(&acc)?;
+        Ok(())
+    }
+}
+
+/// The same work split into `chunks` children, merged at the end.
+#[derive(Serialize, Deserialize, Clone)]
+pub struct CpuSplit {
+    pub n: u64,
+    pub chunks: u64,
+}
+
+/// One chunk of `CpuSplit`.
+#[derive(Serialize, Deserialize, Clone)]
+pub struct CpuChunk {
+    pub from: u64,
+    pub to: u64,
+}
+
+impl Job for CpuSplit {
+    const KIND: &'static str = "CpuSplit";
+    async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
+        let per = self.n.div_ceil(self.chunks);
+        let results = ctx
+            .split("chunks", || {
+                (0..self.chunks)
+                    .map(|i| CpuChunk {
+                        from: i * per,
+                        to: ((i + 1) * per).min(self.n),
+                    })
+                    .collect()
+            })
+            .await?;
+        let mut acc = 0u64;
+        for r in &results {
+            acc = acc.wrapping_add(r.value::<u64>()?.unwrap_or(0));
+        }
+        ctx.set_result(&acc)?;
+        Ok(())
+    }
+}
+
+impl Job for CpuChunk {
+    const KIND: &'static str = "CpuChunk";
+    async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
+        let (mut next, mut acc): (u64, u64) = ctx.cursor()?.unwrap_or((self.from, 0));
+        ctx.set_total(self.to - self.from);
+        while next < self.to {
+            acc = acc.wrapping_add(crunch(next, next + 1));
+            next += 1;
+            ctx.checkpoint(&(next, acc)).await?;
+        }
+        ctx.set_result(&acc)?;
+        Ok(())
+    }
+}

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use stint::sqlite::open_connection;
+use stint::sqlite::{open_connection, CtxExt};
 use stint::{Ctx, Job, JobError};
 
 /// Counts to `n`, one checkpoint per item, `sleep_ms` per item.
@@ -27,7 +27,10 @@ pub fn init_tables(db: &str) {
     let conn = open_connection(db).expect("open test db");
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS e2e_starts (jid TEXT NOT NULL, stint INTEGER NOT NULL, cursor INTEGER,
-                                                 pid INTEGER NOT NULL);",
+                                                 pid INTEGER NOT NULL);
+         -- rows written by InsertRows; no unique key, so a row written twice shows
+         CREATE TABLE IF NOT EXISTS e2e_rows (jid TEXT NOT NULL, n INTEGER NOT NULL);
+         CREATE INDEX IF NOT EXISTS e2e_rows_jid ON e2e_rows (jid);",
     )
     .expect("create e2e tables");
 }
@@ -75,6 +78,69 @@ pub struct Noop {}
 impl Job for Noop {
     const KIND: &'static str = "Noop";
     async fn perform(&self, _ctx: &mut Ctx) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// Inserts rows numbered `0..n` into `e2e_rows` (tagged with its jid), in
+/// batches of `batch`, each batch one `BEGIN IMMEDIATE` transaction, with a
+/// pause of `sleep_ms` before each batch.
+///
+/// With `transactional`, each batch's checkpoint is written in the batch's
+/// own transaction (`checkpoint_tx`): whatever kills the process, every
+/// number ends up in the table exactly once. Without, the batch commits on
+/// its own and the progress is saved by a plain `checkpoint_n`, at most once
+/// per flush interval: after a kill the batches since the last save are
+/// written again (at least once).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct InsertRows {
+    pub n: u64,
+    pub batch: u64,
+    pub sleep_ms: u64,
+    pub db: String,
+    pub transactional: bool,
+}
+
+impl Job for InsertRows {
+    const KIND: &'static str = "InsertRows";
+
+    async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
+        let mut next: u64 = ctx.cursor()?.unwrap_or(0);
+        record_start(&self.db, ctx, ctx.cursor::<u64>().ok().flatten())?;
+        ctx.set_total(self.n);
+        let mut conn = open_connection(&self.db)?;
+        let jid = ctx.jid().as_str().to_owned();
+        let stop = ctx.interrupted();
+        while next < self.n {
+            if self.sleep_ms > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(self.sleep_ms)) => {}
+                    _ = stop.cancelled() => {}
+                }
+            }
+            let upto = (next + self.batch.max(1)).min(self.n);
+            tokio::task::block_in_place(|| -> Result<(), JobError> {
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                {
+                    let mut insert =
+                        tx.prepare_cached("INSERT INTO e2e_rows (jid, n) VALUES (?1, ?2)")?;
+                    for i in next..upto {
+                        insert.execute(rusqlite::params![jid, i as i64])?;
+                    }
+                }
+                if self.transactional {
+                    // Rows and progress commit together, or not at all.
+                    ctx.checkpoint_tx(&tx, &upto, upto - next)?;
+                }
+                tx.commit()?;
+                Ok(())
+            })?;
+            if !self.transactional {
+                ctx.checkpoint_n(&upto, upto - next).await?;
+            }
+            next = upto;
+        }
         Ok(())
     }
 }

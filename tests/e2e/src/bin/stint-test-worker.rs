@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use stint::Worker;
-use stint_e2e::jobs::{Count, Noop};
+use stint_e2e::jobs::{Count, InsertRows, Noop};
 
 fn env_ms(name: &str) -> Option<Duration> {
     std::env::var(name)
@@ -35,6 +35,7 @@ async fn main() {
     let mut builder = Worker::builder(store)
         .register::<Count>()
         .register::<Noop>()
+        .register::<InsertRows>()
         .queues(["default"])
         .concurrency(concurrency);
     if let Some(ttl) = env_ms("STINT_LEASE_TTL_MS") {
