@@ -24,6 +24,9 @@ pub struct Ctx {
     pub(crate) signal: Arc<StopSignal>,
     /// The progress as last handed to the store (or about to be).
     pub(crate) checkpoint: Checkpoint,
+    /// Items done since `checkpoint.cursor` was last recorded: they count in
+    /// the cursor's `done` only once the cursor that covers them is.
+    pending: u64,
     /// Checkpoint calls since the last write reached the store.
     pub(crate) dirty: bool,
     /// The job used `checkpoint_in`: the store's copy, written in the job's
@@ -66,6 +69,7 @@ impl Ctx {
             run_time_at_start_ms: job.checkpoint.run_time_ms,
             store_trouble: false,
             result: None,
+            pending: 0,
         }
     }
 
@@ -124,9 +128,12 @@ impl Ctx {
         Ok(())
     }
 
-    /// Progress so far: done, total, rate, steps, run time.
-    pub fn progress(&self) -> &Checkpoint {
-        &self.checkpoint
+    /// Progress so far: done (this stint's latest count included), total,
+    /// rate, steps, run time.
+    pub fn progress(&self) -> Checkpoint {
+        let mut cp = self.checkpoint.clone();
+        cp.done += self.pending;
+        cp
     }
 
     /// Sets the number of items in all (for progress and ETA).
@@ -138,6 +145,7 @@ impl Ctx {
     /// Sets the number of items done, when the job counts them itself.
     pub fn set_done(&mut self, done: u64) {
         self.checkpoint.done = done;
+        self.pending = 0;
         self.dirty = true;
     }
 
@@ -169,13 +177,15 @@ impl Ctx {
         cursor: &C,
         n: u64,
     ) -> Result<(), JobError> {
-        self.checkpoint.done += n;
+        self.pending += n;
         self.dirty = true;
         let stop = self.signal.get();
         if stop.is_none() && Instant::now() < self.next_flush {
             return Ok(());
         }
+        // The cursor and the count it covers move together.
         self.set_cursor(cursor)?;
+        self.checkpoint.done += std::mem::take(&mut self.pending);
         self.flush().await;
         match self.signal.get() {
             Some(reason) => Err(JobError::Interrupted(reason)),
@@ -361,12 +371,17 @@ impl Ctx {
     }
 
     /// The checkpoint the runtime saves with the stint's end: `None` when
-    /// the store's copy is the truth (transactional checkpoints).
-    pub(crate) fn final_checkpoint(&self) -> Option<Checkpoint> {
+    /// the store's copy is the truth (transactional checkpoints). A job that
+    /// succeeded counts every item; otherwise the count is the one its last
+    /// recorded cursor covers, so that the next stint's count stays true.
+    pub(crate) fn final_checkpoint(&self, succeeded: bool) -> Option<Checkpoint> {
         if self.transactional {
             return None;
         }
         let mut cp = self.checkpoint.clone();
+        if succeeded {
+            cp.done += self.pending;
+        }
         self.stamp(&mut cp);
         Some(cp)
     }

@@ -67,6 +67,31 @@ impl Job for TwoSteps {
     }
 }
 
+/// Counts `n` items faster than a flush is due, completes a step, and in
+/// its first stint then waits to be stopped.
+#[derive(Serialize, Deserialize)]
+struct CountThenStep {
+    n: u64,
+}
+
+impl Job for CountThenStep {
+    const KIND: &'static str = "CountThenStep";
+
+    async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
+        let mut next: u64 = ctx.cursor()?.unwrap_or(0);
+        while next < self.n {
+            next += 1;
+            ctx.checkpoint(&next).await?;
+        }
+        ctx.step("report", async { Ok(()) }).await?;
+        if ctx.stint() == 1 {
+            ctx.interrupted().cancelled().await;
+            return Err(JobError::Interrupted(stint::Interrupt::Shutdown));
+        }
+        Ok(())
+    }
+}
+
 /// Counts to `n`, one checkpoint per item, `sleep_ms` per item; records
 /// where each stint started and each item it did.
 #[derive(Serialize, Deserialize)]
@@ -184,6 +209,7 @@ fn temp_store() -> Arc<dyn Store> {
 fn builder(store: &Arc<dyn Store>) -> WorkerBuilder {
     let mut b = Worker::builder(store.clone())
         .register::<TwoSteps>()
+        .register::<CountThenStep>()
         .register::<Counter>()
         .register::<Flaky>()
         .register::<PanicsOnce>()
@@ -247,6 +273,51 @@ fn quick_backoff() -> Backoff {
 
 // ---------------------------------------------------------------------------
 // Steps.
+
+/// A saved count never runs ahead of the saved cursor: items counted since
+/// the last recorded cursor are not saved with an older cursor (by a step,
+/// or at the end of an interrupted stint), so a resumed job's count stays
+/// true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saved_count_matches_the_saved_cursor() {
+    let store = temp_store();
+    let jid = Client::new(store.clone())
+        .push(&CountThenStep { n: 10 })
+        .await
+        .unwrap();
+    let first = start(builder(&store));
+    let saved = wait_for(Duration::from_secs(10), "the step to be saved", || async {
+        let d = detail(&store, &jid).await;
+        d.job
+            .checkpoint
+            .steps
+            .contains(&"report".to_string())
+            .then_some(d)
+    })
+    .await;
+    let cursor = saved.job.checkpoint.cursor.clone();
+    let done = saved.job.checkpoint.done;
+    assert_eq!(
+        cursor.as_ref().and_then(|c| c.as_u64()).unwrap_or(0),
+        done,
+        "count matches cursor"
+    );
+    first.stop().await;
+    let d = detail(&store, &jid).await;
+    assert_eq!(d.job.checkpoint.cursor, cursor);
+    assert_eq!(
+        d.job.checkpoint.done, done,
+        "an interrupted stint saves the count its cursor covers"
+    );
+
+    let second = start(builder(&store));
+    let d = wait_state(&store, &jid, JobState::Succeeded).await;
+    assert_eq!(
+        d.job.checkpoint.done, 10,
+        "10 items counted once, not twice"
+    );
+    second.stop().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completed_step_is_skipped_by_the_next_stint_and_each_step_runs_once() {

@@ -93,7 +93,7 @@ pub(crate) async fn run_stint(
             tracing::info!(jid = %job.jid, kind = %job.kind, elapsed_ms = elapsed.as_millis() as u64, "done");
             Some(Completion {
                 lease,
-                checkpoint: ctx.final_checkpoint(),
+                checkpoint: ctx.final_checkpoint(true),
                 outcome: Outcome::Succeeded {
                     result: ctx.result.clone(),
                 },
@@ -101,7 +101,7 @@ pub(crate) async fn run_stint(
         }
         Ok((ctx, Err(JobError::Interrupted(reason)))) => {
             let reason = signal.get().unwrap_or(reason);
-            let checkpoint = ctx.final_checkpoint();
+            let checkpoint = ctx.final_checkpoint(false);
             let done = ctx.progress().done;
             let outcome = match reason {
                 // Nothing to record: another process owns the job, or the
