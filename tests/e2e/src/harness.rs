@@ -23,6 +23,7 @@ impl TestStore {
         let db = dir.path().join("stint.db").to_string_lossy().into_owned();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).expect("open store"));
         crate::jobs::init_tables(&db);
+        crate::split_jobs::init_tables(&db);
         let url = format!("sqlite://{db}");
         TestStore {
             dir,

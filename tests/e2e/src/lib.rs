@@ -4,3 +4,4 @@
 
 pub mod harness;
 pub mod jobs;
+pub mod split_jobs;

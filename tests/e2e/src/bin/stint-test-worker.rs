@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use stint::Worker;
 use stint_e2e::jobs::{Count, InsertRows, Noop};
+use stint_e2e::split_jobs::{SplitSum, SumChunk};
 
 fn env_ms(name: &str) -> Option<Duration> {
     std::env::var(name)
@@ -36,6 +37,8 @@ async fn main() {
         .register::<Count>()
         .register::<Noop>()
         .register::<InsertRows>()
+        .register::<SplitSum>()
+        .register::<SumChunk>()
         .queues(["default"])
         .concurrency(concurrency);
     if let Some(ttl) = env_ms("STINT_LEASE_TTL_MS") {
