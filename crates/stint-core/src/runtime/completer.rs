@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use crate::model::Jid;
 use crate::store::{Completion, Outcome};
 
+use super::trouble::Trouble;
 use super::Shared;
 
 /// A stint that ended; `completion` is `None` when nothing may be written
@@ -61,30 +62,15 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
 /// checkpoints.)
 async fn record(shared: &Shared, batch: Vec<Completion>) {
     let mut delay = Duration::from_millis(100);
-    let mut said = false;
+    let mut trouble = Trouble::new("recording stint ends");
     loop {
-        match shared.store.complete(batch.clone()).await {
-            Ok(refused) => {
-                for jid in refused {
-                    tracing::warn!(%jid, "stint end not recorded: the lease was lost to another process, which owns the job now");
-                }
-                if said {
-                    tracing::info!(
-                        jobs = batch.len(),
-                        "store reachable again; stint ends recorded"
-                    );
-                }
-                return;
+        if let Some(refused) = trouble.result(shared.store.complete(batch.clone()).await) {
+            for jid in refused {
+                tracing::warn!(%jid, "stint end not recorded: the lease was lost to another process, which owns the job now");
             }
-            Err(e) => {
-                if !said {
-                    tracing::warn!(error = %e, jobs = batch.len(),
-                        "cannot record stint ends; retrying with backoff until the store is back");
-                    said = true;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+            return;
         }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

@@ -27,7 +27,7 @@ pub(crate) async fn run_stint(
             job.kind
         );
         tracing::warn!(jid = %job.jid, kind = %job.kind, "{msg}");
-        return Some(failure(&job, lease, None, JobError::msg(msg)));
+        return Some(failure(&job, lease, JobError::msg(msg)));
     };
 
     let ctx = Ctx::new(
@@ -48,7 +48,7 @@ pub(crate) async fn run_stint(
                 truncate(&job.args.to_string(), 500)
             );
             tracing::error!(jid = %job.jid, kind = %job.kind, "{msg}");
-            return Some(failure(&job, lease, None, JobError::fatal(msg)));
+            return Some(failure(&job, lease, JobError::fatal(msg)));
         }
     };
 
@@ -120,7 +120,7 @@ pub(crate) async fn run_stint(
                 outcome,
             })
         }
-        Ok((_ctx, Err(e))) => Some(failure(&job, lease, None, e)),
+        Ok((_ctx, Err(e))) => Some(failure(&job, lease, e)),
         Err(join) if join.is_panic() => {
             let panic = join.into_panic();
             let msg = panic
@@ -131,7 +131,6 @@ pub(crate) async fn run_stint(
             Some(failure(
                 &job,
                 lease,
-                None,
                 JobError::msg(format!("panicked: {msg}")),
             ))
         }
@@ -146,12 +145,7 @@ pub(crate) async fn run_stint(
 }
 
 /// The end of a failed stint: a retry while attempts are left, else dead.
-fn failure(
-    job: &JobRecord,
-    lease: Lease,
-    checkpoint: Option<crate::model::Checkpoint>,
-    err: JobError,
-) -> Completion {
+fn failure(job: &JobRecord, lease: Lease, err: JobError) -> Completion {
     let attempt = job.attempts + 1;
     let (message, chain) = err.message_and_chain();
     let error = ErrorInfo::new(truncate(&message, 10_000), chain, attempt);
@@ -180,9 +174,11 @@ fn failure(
             }
         }
     };
+    // The store keeps the checkpoint of the last flush: its count matches
+    // its cursor.
     Completion {
         lease,
-        checkpoint,
+        checkpoint: None,
         outcome,
     }
 }

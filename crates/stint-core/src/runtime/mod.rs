@@ -8,6 +8,7 @@
 mod completer;
 mod executor;
 mod signals;
+mod trouble;
 mod upkeep;
 
 use std::collections::HashMap;
@@ -357,7 +358,7 @@ impl Worker {
 async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<completer::Done>) {
     let cfg = &shared.config;
     let slots = Arc::new(Semaphore::new(cfg.concurrency));
-    let mut store_down = false;
+    let mut trouble = trouble::Trouble::new("fetch");
     let mut backoff = Duration::from_millis(100);
 
     while !shared.stop.is_cancelled() {
@@ -378,16 +379,10 @@ async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<complete
             continue;
         }
         let queues = cfg.queues.for_fetch();
-        match shared.store.fetch(&shared.process.id, &queues, free).await {
-            Ok(jobs) => {
-                if store_down {
-                    tracing::info!(
-                        store = shared.store.kind(),
-                        "store reachable again; fetching"
-                    );
-                    store_down = false;
-                    backoff = Duration::from_millis(100);
-                }
+        let fetched = shared.store.fetch(&shared.process.id, &queues, free).await;
+        match trouble.result(fetched) {
+            Some(jobs) => {
+                backoff = Duration::from_millis(100);
                 let empty = jobs.is_empty();
                 for leased in jobs {
                     let permit = slots.clone().try_acquire_owned().expect("a slot was free");
@@ -417,12 +412,8 @@ async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<complete
                     }
                 }
             }
-            Err(e) => {
-                if !store_down {
-                    tracing::warn!(store = shared.store.kind(), error = %e,
-                        "cannot fetch: store unavailable; running jobs go on, retrying with backoff");
-                    store_down = true;
-                }
+            None => {
+                // Running jobs go on; fetching retries with backoff.
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shared.stop.cancelled() => {}

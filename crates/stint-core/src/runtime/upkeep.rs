@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Interrupt;
 use crate::model::Control;
 
+use super::trouble::Trouble;
 use super::Shared;
 
 pub(crate) struct Upkeep {
@@ -56,36 +57,6 @@ impl Ticker {
         tokio::select! {
             _ = self.interval.tick() => true,
             _ = self.stop.cancelled() => false,
-        }
-    }
-}
-
-/// Logs a store error once, until the store answers again.
-struct Trouble {
-    what: &'static str,
-    down: bool,
-}
-
-impl Trouble {
-    fn new(what: &'static str) -> Self {
-        Trouble { what, down: false }
-    }
-    fn result<T>(&mut self, r: Result<T, crate::error::StoreError>) -> Option<T> {
-        match r {
-            Ok(v) => {
-                if self.down {
-                    tracing::info!("{}: store reachable again", self.what);
-                    self.down = false;
-                }
-                Some(v)
-            }
-            Err(e) => {
-                if !self.down {
-                    tracing::warn!(error = %e, "{}: store unavailable; retrying", self.what);
-                    self.down = true;
-                }
-                None
-            }
         }
     }
 }
