@@ -119,11 +119,12 @@ fn status_json_counts_every_state() {
     let (_dir, url, _) = setup();
     let v = json(&url, &["status", "--json"]);
     let counts = v["counts"].as_object().unwrap();
-    assert_eq!(counts.len(), 8, "{v}");
+    assert_eq!(counts.len(), stint::JobState::ALL.len(), "{v}");
     assert_eq!(counts["enqueued"], 3);
     for state in [
         "scheduled",
         "running",
+        "waiting",
         "paused",
         "retrying",
         "succeeded",
@@ -133,7 +134,7 @@ fn status_json_counts_every_state() {
         assert_eq!(counts[state], 0, "{state}");
     }
     // The Stats shape is kept as it is: [state, count] pairs.
-    assert_eq!(v["states"].as_array().unwrap().len(), 8);
+    assert_eq!(v["states"].as_array().unwrap().len(), stint::JobState::ALL.len());
     assert_eq!(queue(&v, "default")["size"], 2);
     assert_eq!(queue(&v, "reports")["size"], 1);
     assert_eq!(queue(&v, "reports")["paused"], false);
@@ -344,8 +345,9 @@ fn a_running_job_is_asked_and_its_history_shows() {
         };
         assert!(store.complete(vec![done]).await.unwrap().is_empty());
     });
+    // The stint failed before it saw the pending cancel: the cancel wins.
     let v = json(&url, &["show", &jid, "--json"]);
-    assert_eq!(v["job"]["state"], "retrying");
+    assert_eq!(v["job"]["state"], "cancelled");
     assert_eq!(v["history"][0]["outcome"], "failed");
     assert_eq!(v["history"][0]["process"], process.id.as_str());
     assert_eq!(v["errors"][0]["chain"][0], "disk full");
@@ -358,5 +360,5 @@ fn a_running_job_is_asked_and_its_history_shows() {
     ] {
         assert!(text.contains(want), "{want} in\n{text}");
     }
-    assert!(ok(&url, &["jobs"]).contains("retrying"));
+    assert!(ok(&url, &["jobs"]).contains("cancelled"));
 }
