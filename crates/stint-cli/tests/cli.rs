@@ -134,7 +134,10 @@ fn status_json_counts_every_state() {
         assert_eq!(counts[state], 0, "{state}");
     }
     // The Stats shape is kept as it is: [state, count] pairs.
-    assert_eq!(v["states"].as_array().unwrap().len(), stint::JobState::ALL.len());
+    assert_eq!(
+        v["states"].as_array().unwrap().len(),
+        stint::JobState::ALL.len()
+    );
     assert_eq!(queue(&v, "default")["size"], 2);
     assert_eq!(queue(&v, "reports")["size"], 1);
     assert_eq!(queue(&v, "reports")["paused"], false);
