@@ -1,10 +1,14 @@
-//! The `stint` binary: the demo and the operator's commands (status, jobs,
-//! show, pause, resume, cancel, retry, queue pause/resume).
+//! The `stint` binary: the demo, the operator's commands (status, jobs,
+//! show, pause, resume, cancel, retry, queue pause/resume) and the
+//! dashboard (`stint web`).
 
 mod demo;
 mod format;
+mod migrate;
 mod ops;
 mod show;
+mod watch;
+mod web;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,7 +24,7 @@ use crate::ops::{Command, Target};
 #[derive(Parser, Debug)]
 #[command(name = "stint", version, about)]
 struct Cli {
-    /// The store: sqlite://PATH.
+    /// The store: sqlite://PATH or postgres://USER@HOST[:PORT]/DB.
     #[arg(
         long,
         global = true,
@@ -63,8 +67,12 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// Print JSON: an array of jobs, each with `fraction` and `eta_s`.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// Live progress bars of the running jobs (or of --state), until
+        /// Ctrl-C.
+        #[arg(long)]
+        watch: bool,
     },
     /// Shows one job: arguments, checkpoint, stints and errors.
     Show {
@@ -94,6 +102,19 @@ enum Cmd {
     Retry {
         #[arg(value_parser = Jid::parse)]
         jid: Jid,
+    },
+    /// Creates or upgrades the store's tables (PostgreSQL: run once per
+    /// deploy, before the workers; SQLite: the file migrates itself).
+    Migrate,
+    /// Serves the dashboard, its JSON API and Prometheus metrics.
+    Web {
+        /// Where to listen. An address other than loopback needs --token.
+        #[arg(long, default_value = stint_web::DEFAULT_BIND)]
+        bind: std::net::SocketAddr,
+        /// A secret every request must present (Authorization: Bearer, or
+        /// ?token= once in a browser); required off loopback.
+        #[arg(long, env = "STINT_WEB_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Pauses or resumes a whole queue.
     Queue {
@@ -146,6 +167,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Cmd::Demo { args } = cli.command {
         return demo::run(&url, args).await;
     }
+    if let Cmd::Migrate = cli.command {
+        return migrate::run(&url).await;
+    }
     // Operator commands read an existing store: a mistyped path is an error,
     // not a new empty store.
     if let Some(path) = sqlite_path(&url) {
@@ -162,7 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     let t = Target { store, url };
 
     match cli.command {
-        Cmd::Demo { .. } => unreachable!("handled above"),
+        Cmd::Demo { .. } | Cmd::Migrate => unreachable!("handled above"),
         Cmd::Status { json } => ops::status(&t, json).await?,
         Cmd::Jobs {
             state,
@@ -170,6 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             kind,
             limit,
             json,
+            watch,
         } => {
             let filter = JobFilter {
                 state,
@@ -177,8 +202,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 kind,
                 limit,
             };
-            ops::jobs(&t, &filter, json).await?
+            if watch {
+                watch::run(&t, filter).await?
+            } else {
+                ops::jobs(&t, &filter, json).await?
+            }
         }
+        Cmd::Web { bind, token } => web::run(t, bind, token).await?,
         Cmd::Show { jid, json } => ops::show(&t, &jid, json).await?,
         Cmd::Pause { jid } => ops::command(&t, Command::Pause, &jid).await?,
         Cmd::Resume { jid } => ops::command(&t, Command::Resume, &jid).await?,

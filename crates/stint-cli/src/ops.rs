@@ -146,10 +146,10 @@ impl<'a> JobJson<'a> {
     }
 }
 
-/// `stint jobs`: the jobs a filter selects, newest first.
-pub async fn jobs(t: &Target, filter: &JobFilter, json: bool) -> anyhow::Result<()> {
+/// The jobs a filter selects, newest first; a parent waiting for its
+/// children shows their summed progress.
+pub async fn listed(t: &Target, filter: &JobFilter) -> anyhow::Result<Vec<JobRecord>> {
     let mut jobs = t.store.jobs(filter).await.map_err(|e| t.explain(e))?;
-    // A parent waiting for its children shows their summed progress.
     for j in jobs.iter_mut().filter(|j| j.state == JobState::Waiting) {
         let children = t.store.children(&j.jid).await.map_err(|e| t.explain(e))?;
         let tree = stint::TreeProgress::of(&children);
@@ -157,6 +157,12 @@ pub async fn jobs(t: &Target, filter: &JobFilter, json: bool) -> anyhow::Result<
         j.checkpoint.total = Some(tree.total);
         j.checkpoint.rate = None;
     }
+    Ok(jobs)
+}
+
+/// `stint jobs`: the jobs a filter selects, newest first.
+pub async fn jobs(t: &Target, filter: &JobFilter, json: bool) -> anyhow::Result<()> {
+    let jobs = listed(t, filter).await?;
     if json {
         let rows: Vec<_> = jobs.iter().map(JobJson::new).collect();
         return print_json(&rows);

@@ -121,6 +121,9 @@ pub enum StoreError {
     LeaseLost(Jid),
     #[error("job {0} not found")]
     NotFound(Jid),
+    /// No live process has this id (it stopped, or its heartbeats expired).
+    #[error("no live process {0} (it stopped, or its heartbeats expired)")]
+    NoProcess(String),
     /// The operation does not apply to the job in its present state.
     #[error("job {jid} is {state}: {message}")]
     InvalidState {

@@ -9,6 +9,7 @@ mod ctx;
 mod error;
 mod interrupt;
 mod job;
+pub mod metrics;
 pub mod model;
 mod runtime;
 mod split;
@@ -21,9 +22,10 @@ pub use client::{Client, Push};
 pub use ctx::Ctx;
 pub use error::{Interrupt, JobError, StoreError, StoreResult};
 pub use job::{Job, Registry};
+pub use metrics::{Histogram, KindMetrics, Metrics};
 pub use model::{
     Backoff, Checkpoint, ChildRecord, Control, ErrorInfo, Jid, JobDetail, JobOptions, JobRecord,
-    JobState, NewJob, ProcessInfo, QueueInfo, Stats, StintRecord, TreeProgress,
+    JobState, NewJob, ProcessCommand, ProcessInfo, QueueInfo, Stats, StintRecord, TreeProgress,
 };
 pub use runtime::{
     shutdown_signal, QueueOrder, RunSummary, Worker, WorkerBuilder, WorkerConfig, WorkerHandle,

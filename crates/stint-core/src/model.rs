@@ -289,6 +289,34 @@ impl Control {
     }
 }
 
+/// What an operator asked of a whole worker process (the dashboard's
+/// "quiet" and "stop"); the process reads it with its heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessCommand {
+    /// Take no new jobs; running ones go on (as SIGTSTP).
+    Quiet,
+    /// Stop gracefully: running jobs checkpoint and go back to their
+    /// queues (as SIGTERM).
+    Stop,
+}
+
+impl ProcessCommand {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessCommand::Quiet => "quiet",
+            ProcessCommand::Stop => "stop",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "quiet" => Some(ProcessCommand::Quiet),
+            "stop" => Some(ProcessCommand::Stop),
+            _ => None,
+        }
+    }
+}
+
 /// Everything a store knows about one job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {

@@ -12,10 +12,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::StoreError;
 use crate::error::StoreResult;
+use crate::metrics::Metrics;
 use crate::model::{
     Checkpoint, ChildRecord, Control, ErrorInfo, Jid, JobDetail, JobRecord, JobState, NewJob,
-    ProcessInfo, Stats,
+    ProcessCommand, ProcessInfo, Stats,
 };
 
 /// A stint's claim on a running job. Every write the stint makes is
@@ -278,6 +280,55 @@ pub trait Store: Send + Sync + 'static {
     /// Pauses or resumes a whole queue: workers take no jobs from a paused
     /// queue; running jobs go on.
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> StoreResult<()>;
+
+    // ---- dashboard (defaults for stores that do not have them yet) ----
+
+    /// Deletes every enqueued job of `queue` (jobs running, paused,
+    /// scheduled or retrying stay). Returns how many were deleted.
+    async fn clear_queue(&self, queue: &str) -> StoreResult<u64> {
+        Err(unsupported(
+            self.kind(),
+            &format!("clearing queue {queue:?}"),
+        ))
+    }
+
+    /// Deletes a job with its history and errors. Refused with
+    /// `InvalidState` for a job that is running (cancel it first), for a
+    /// split parent waiting for its children, and for an unfinished child
+    /// of a waiting parent (which would wait for it forever: cancel the
+    /// child instead); `NotFound` when there is no such job.
+    async fn delete(&self, jid: &Jid) -> StoreResult<()> {
+        Err(unsupported(self.kind(), &format!("deleting job {jid}")))
+    }
+
+    /// Records an operator's command to a live worker process, which acts
+    /// on it at its next heartbeat (`process_command`). A `Stop` is never
+    /// replaced by a `Quiet`. `NoProcess` when no live process has the id.
+    async fn command_process(&self, process: &str, command: ProcessCommand) -> StoreResult<()> {
+        Err(unsupported(
+            self.kind(),
+            &format!("sending {} to process {process}", command.as_str()),
+        ))
+    }
+
+    /// The command an operator gave `process`, if any; the runtime polls it
+    /// with every heartbeat.
+    async fn process_command(&self, process: &str) -> StoreResult<Option<ProcessCommand>> {
+        let _ = process;
+        Ok(None)
+    }
+
+    /// The counters of stint ends and recoveries by job kind and queue
+    /// (see [`crate::metrics`]), kept in the same transactions as the
+    /// transitions they count.
+    async fn metrics(&self) -> StoreResult<Metrics> {
+        Err(unsupported(self.kind(), "metrics"))
+    }
+}
+
+/// The error of an operation a store does not implement yet.
+fn unsupported(store: &str, what: &str) -> StoreError {
+    StoreError::Other(format!("{what}: not supported by the {store} store yet"))
 }
 
 /// A caller's own database transaction that a checkpoint can be written in

@@ -6,6 +6,8 @@
 //! same file ([`CtxExt::checkpoint_tx`]), so each item's effect happens
 //! exactly once across interruptions and crashes.
 
+mod admin;
+mod metrics;
 mod operator;
 mod rows;
 mod schema;
@@ -19,8 +21,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior};
+use stint_core::metrics::Metrics;
 use stint_core::model::{
-    ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessInfo, Stats,
+    ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessCommand, ProcessInfo, Stats,
 };
 use stint_core::store::{CommandEffect, Completion, JobFilter, Lease, Leased, Recovered, Store};
 use stint_core::{Checkpoint, StoreError, StoreResult};
@@ -360,5 +363,31 @@ impl Store for SqliteStore {
         let q = queue.to_owned();
         self.write(move |tx| operator::set_queue_paused(tx, &q, paused))
             .await
+    }
+
+    async fn clear_queue(&self, queue: &str) -> StoreResult<u64> {
+        let q = queue.to_owned();
+        self.write(move |tx| admin::clear_queue(tx, &q)).await
+    }
+
+    async fn delete(&self, jid: &Jid) -> StoreResult<()> {
+        let jid = jid.clone();
+        self.write(move |tx| admin::delete(tx, &jid)).await
+    }
+
+    async fn command_process(&self, process: &str, command: ProcessCommand) -> StoreResult<()> {
+        let p = process.to_owned();
+        self.write(move |tx| admin::command_process(tx, &p, command))
+            .await
+    }
+
+    async fn process_command(&self, process: &str) -> StoreResult<Option<ProcessCommand>> {
+        let p = process.to_owned();
+        self.read(move |conn| admin::process_command(conn, &p))
+            .await
+    }
+
+    async fn metrics(&self) -> StoreResult<Metrics> {
+        self.read(metrics::read).await
     }
 }

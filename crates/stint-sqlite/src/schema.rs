@@ -71,7 +71,9 @@ CREATE TABLE IF NOT EXISTS stint_processes (
     beat_at     INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL,
     busy        INTEGER NOT NULL DEFAULT 0,
-    quiet       INTEGER NOT NULL DEFAULT 0
+    quiet       INTEGER NOT NULL DEFAULT 0,
+    -- an operator's 'quiet' or 'stop', read with the heartbeat
+    command     TEXT
 );
 -- ever-increasing counters; 'seq' orders jobs at the tail of their queues
 CREATE TABLE IF NOT EXISTS stint_counters (
@@ -83,7 +85,19 @@ CREATE TABLE IF NOT EXISTS stint_queues (
     name   TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0
 );
+-- metrics counters by job kind and queue (stint_core::metrics)
+CREATE TABLE IF NOT EXISTS stint_metrics (
+    kind  TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    name  TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (kind, queue, name)
+) WITHOUT ROWID;
 "#;
+
+/// Columns added to existing tables since they were first created, as
+/// (table, column, definition): a file made by an earlier build gets them.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("stint_processes", "command", "TEXT")];
 
 /// Creates the tables when missing; refuses a file written by a newer stint.
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -112,6 +126,28 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
         }
     }
     conn.execute_batch(SCHEMA).map_err(crate::db_err)?;
+    for (table, column, definition) in ADDED_COLUMNS {
+        let present = || -> Result<bool, StoreError> {
+            conn.query_row(
+                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+                [column],
+                |r| r.get(0),
+            )
+            .map_err(crate::db_err)
+        };
+        if !present()? {
+            let added = conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ));
+            // Another process opening the file at the same time may have
+            // added it first.
+            if let Err(e) = added {
+                if !present()? {
+                    return Err(crate::db_err(e));
+                }
+            }
+        }
+    }
     conn.execute(
         "INSERT INTO stint_meta (key, value) VALUES ('schema_version', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",

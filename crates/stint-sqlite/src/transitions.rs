@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use stint_core::metrics::MetricsDelta;
 use stint_core::model::{now_ms, to_ms, Checkpoint, Control, Jid, JobState, NewJob, ProcessInfo};
 use stint_core::store::{Completion, Lease, Leased, Outcome, Recovered};
 use stint_core::{StoreError, StoreResult};
@@ -253,13 +254,14 @@ const PENDING_CONTROL_OR: &str =
 pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec<Jid>> {
     let now = now_ms();
     let mut refused = Vec::new();
+    let mut metrics = MetricsDelta::default();
     for c in completions {
         let lease = &c.lease;
         let cp = c.checkpoint.as_ref().map(to_json);
         let fence = "jid = ?1 AND state = 'running' AND process = ?2 AND stints = ?3";
         let base = params![lease.jid.as_str(), lease.process, lease.stint, cp];
-        let n = match &c.outcome {
-            Outcome::Succeeded { result } => exec(tx,
+        let ended = match &c.outcome {
+            Outcome::Succeeded { result } => returning_kind(tx,
                 &format!(
                     "UPDATE stint_jobs SET state = 'succeeded', checkpoint = COALESCE(?4, checkpoint),
                        process = NULL, control = NULL, finished_at = ?5, result = ?6, reason = NULL
@@ -267,7 +269,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
                 ),
                 params![base[0], base[1], base[2], base[3], now, result.as_ref().map(to_json)],
             ),
-            Outcome::Retry { error, retry_at_ms } => exec(tx,
+            Outcome::Retry { error, retry_at_ms } => returning_kind(tx,
                 &format!(
                     "UPDATE stint_jobs SET state = {PENDING_CONTROL_OR} 'retrying' END,
                        finished_at = CASE control WHEN 'cancel' THEN ?5 END,
@@ -278,7 +280,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
                 ),
                 params![base[0], base[1], base[2], base[3], retry_at_ms, to_json(error), error.message],
             ),
-            Outcome::Dead { error, reason } => exec(tx,
+            Outcome::Dead { error, reason } => returning_kind(tx,
                 &format!(
                     "UPDATE stint_jobs SET state = 'dead', checkpoint = COALESCE(?4, checkpoint),
                        process = NULL, control = NULL, attempts = attempts + 1, finished_at = ?5,
@@ -296,7 +298,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
                     None => 0,
                 };
                 // A pause or cancel the stint did not act on still holds.
-                exec(tx,
+                returning_kind(tx,
                     &format!(
                         "UPDATE stint_jobs SET state = {PENDING_CONTROL_OR} 'enqueued' END,
                            finished_at = CASE control WHEN 'cancel' THEN ?6 END,
@@ -310,7 +312,7 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
             Outcome::Paused | Outcome::Cancelled => {
                 let state = c.outcome.next_state();
                 let finished = (state == JobState::Cancelled).then_some(now);
-                exec(tx,
+                returning_kind(tx,
                     &format!(
                         "UPDATE stint_jobs SET state = ?5, checkpoint = COALESCE(?4, checkpoint),
                            process = NULL, control = NULL, finished_at = ?6, reason = ?7
@@ -321,19 +323,24 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
             }
         }
         .map_err(db_err)?;
-        if n == 0 {
+        let Some((kind, queue)) = ended else {
             refused.push(lease.jid.clone());
             continue;
-        }
+        };
         crate::split::wake_parent(tx, lease.jid.as_str())?;
         let done = c.checkpoint.as_ref().map(|cp| cp.done as i64);
-        exec(tx,
+        let started: Option<i64> = query_row(tx,
             "UPDATE stint_stints SET ended_at = ?3, outcome = ?4, reason = ?5,
                done = COALESCE(?6, (SELECT json_extract(checkpoint, '$.done') FROM stint_jobs WHERE jid = ?1), done)
-             WHERE jid = ?1 AND number = ?2",
+             WHERE jid = ?1 AND number = ?2
+             RETURNING started_at",
             params![lease.jid.as_str(), lease.stint, now, c.outcome.label(), c.outcome.reason(), done],
+            |r| r.get(0),
         )
+        .optional()
         .map_err(db_err)?;
+        let ran = started.map_or(0, |t| (now - t).max(0) as u64);
+        metrics.stint_ended(&kind, &queue, &c.outcome, Duration::from_millis(ran));
         if let Outcome::Retry { error, .. } | Outcome::Dead { error, .. } = &c.outcome {
             exec(tx,
                 "INSERT INTO stint_errors (jid, at, attempt, message, chain) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -342,7 +349,21 @@ pub fn complete(tx: &Transaction, completions: &[Completion]) -> StoreResult<Vec
             .map_err(db_err)?;
         }
     }
+    crate::metrics::record(tx, &metrics)?;
     Ok(refused)
+}
+
+/// Runs a fenced UPDATE of one job, returning its (kind, queue) when it
+/// applied (`None`: the lease was not current).
+fn returning_kind<P: rusqlite::Params>(
+    tx: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<Option<(String, String)>> {
+    query_row(tx, &format!("{sql} RETURNING kind, queue"), params, |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
 }
 
 pub fn controls(conn: &Connection, process: &str) -> StoreResult<Vec<(Jid, Control)>> {
@@ -430,6 +451,7 @@ pub fn recover_orphans(tx: &Transaction, max_recoveries: u32) -> StoreResult<Vec
         rows.collect::<Result<_, _>>().map_err(db_err)?
     };
     let mut out = Vec::new();
+    let mut metrics = MetricsDelta::default();
     for Orphan {
         jid,
         kind,
@@ -470,6 +492,7 @@ pub fn recover_orphans(tx: &Transaction, max_recoveries: u32) -> StoreResult<Vec
         if state.is_final() {
             crate::split::wake_parent(tx, &jid)?;
         }
+        metrics.recovered(&kind, &queue);
         out.push(Recovered {
             jid: Jid::parse(&jid).unwrap_or_default(),
             kind,
@@ -478,6 +501,7 @@ pub fn recover_orphans(tx: &Transaction, max_recoveries: u32) -> StoreResult<Vec
             state,
         });
     }
+    crate::metrics::record(tx, &metrics)?;
     exec(
         tx,
         "DELETE FROM stint_processes WHERE expires_at < ?1",

@@ -39,12 +39,19 @@ pub use stint_core::*;
 #[cfg(feature = "sqlite")]
 pub use stint_sqlite as sqlite;
 
-/// Opens the store a URL names: `sqlite://PATH` (feature `sqlite`).
+#[cfg(feature = "postgres")]
+pub use stint_postgres as postgres;
+
+/// Opens the store a URL names: `sqlite://PATH` (feature `sqlite`),
+/// `postgres://…` or `postgresql://…` (feature `postgres`).
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Arc::new(stint_sqlite::SqliteStore::open_url(url)?)),
+        // Checks the schema: an unmigrated database says to run `stint migrate`.
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(stint_postgres::PgStore::connect(url).await?)),
         _ => Err(StoreError::Config(format!(
             "unsupported store URL {url:?}: this build knows {}",
             known_schemes().join(", ")
@@ -57,5 +64,7 @@ pub fn known_schemes() -> Vec<&'static str> {
     vec![
         #[cfg(feature = "sqlite")]
         "sqlite://PATH",
+        #[cfg(feature = "postgres")]
+        "postgres://USER@HOST[:PORT]/DB",
     ]
 }

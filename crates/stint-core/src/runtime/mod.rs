@@ -93,6 +93,10 @@ pub struct WorkerConfig {
     pub maintenance_interval: Duration,
     /// How long an idle worker waits before asking its queues again.
     pub poll_interval: Duration,
+    /// When only a few slots are free while others are busy, how long the
+    /// fetcher waits for more to free up, so that one fetch (one round
+    /// trip) takes many short jobs at once instead of one each.
+    pub fetch_coalesce: Duration,
     /// How often a running job's checkpoint is written at most.
     pub flush_interval: Duration,
     /// Recoveries after which a job is a poison pill and goes to `dead`.
@@ -115,6 +119,7 @@ impl Default for WorkerConfig {
             control_interval: Duration::from_millis(250),
             maintenance_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(100),
+            fetch_coalesce: Duration::from_millis(2),
             flush_interval: Duration::from_secs(1),
             max_recoveries: 3,
             handle_signals: true,
@@ -378,6 +383,20 @@ async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<complete
             }
             continue;
         }
+        // A fetch costs a round trip whatever its size: when few slots are
+        // free and more are busy, give them a moment to free up too.
+        let half = cfg.concurrency.div_ceil(2);
+        if free < half {
+            let until = tokio::time::Instant::now() + cfg.fetch_coalesce;
+            while slots.available_permits() < half {
+                tokio::select! {
+                    _ = shared.wake.notified() => {}
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = shared.stop.cancelled() => break,
+                }
+            }
+        }
+        let free = slots.available_permits();
         let queues = cfg.queues.for_fetch();
         let fetched = shared.store.fetch(&shared.process.id, &queues, free).await;
         match trouble.result(fetched) {

@@ -1,5 +1,6 @@
-//! Background duties of a live worker: heartbeats that keep its leases,
-//! operator commands for its running jobs, due jobs promoted, and the jobs
+//! Background duties of a live worker: heartbeats that keep its leases
+//! (and bring an operator's quiet or stop for the process), operator
+//! commands for its running jobs, due jobs promoted, and the jobs
 //! of dead processes recovered.
 
 use std::sync::atomic::Ordering;
@@ -10,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Interrupt;
-use crate::model::Control;
+use crate::model::{Control, ProcessCommand};
 
 use super::trouble::Trouble;
 use super::Shared;
@@ -63,8 +64,15 @@ impl Ticker {
 
 async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
     let mut trouble = Trouble::new("heartbeat");
+    let mut commands = Trouble::new("process commands");
     let mut ticker = Ticker::new(shared.config.heartbeat_interval, stop);
     while ticker.tick().await {
+        // An operator's quiet or stop (the dashboard) first, so that this
+        // beat already reports the quiet.
+        let command = shared.store.process_command(&shared.process.id).await;
+        if let Some(Some(command)) = commands.result(command) {
+            obey(&shared, command);
+        }
         let busy = shared.busy.load(Ordering::SeqCst);
         let quiet = shared.quiet.load(Ordering::SeqCst) || shared.stop.is_cancelled();
         let beat = shared
@@ -79,6 +87,26 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                 .store
                 .register(&shared.process, shared.config.lease_ttl)
                 .await;
+        }
+    }
+}
+
+/// Acts on an operator's command to this process, once.
+fn obey(shared: &Shared, command: ProcessCommand) {
+    match command {
+        ProcessCommand::Quiet => {
+            if !shared.quiet.swap(true, Ordering::SeqCst) {
+                tracing::info!(process = %shared.process.id,
+                    "quieted by an operator: taking no new jobs, running ones go on");
+                shared.wake.notify_one();
+            }
+        }
+        ProcessCommand::Stop => {
+            if !shared.stop.is_cancelled() {
+                tracing::info!(process = %shared.process.id,
+                    "stopped by an operator: running jobs checkpoint and are handed back");
+                shared.stop.cancel();
+            }
         }
     }
 }

@@ -109,6 +109,12 @@ macro_rules! conformance_tests {
             stats_counts_states_and_queues,
             processes_are_listed_until_deregistered,
             jobs_filter_and_limit,
+            // admin.rs
+            clear_queue_deletes_only_its_enqueued_jobs,
+            delete_removes_a_job_that_is_not_running,
+            process_commands_are_kept_for_the_process,
+            // metrics.rs
+            metrics_count_stint_ends_by_kind_and_queue,
         );
     };
 }

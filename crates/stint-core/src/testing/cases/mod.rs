@@ -4,17 +4,21 @@
 //! `conformance_tests!` (and a store crate calling them one by one) can name
 //! them as `testing::cases::name`.
 
+pub mod admin;
 pub mod completion;
 pub mod leases;
 pub mod maintenance;
+pub mod metrics;
 pub mod operator;
 pub mod push_fetch;
 pub mod split;
 pub mod stats;
 
+pub use admin::*;
 pub use completion::*;
 pub use leases::*;
 pub use maintenance::*;
+pub use metrics::*;
 pub use operator::*;
 pub use push_fetch::*;
 pub use split::*;

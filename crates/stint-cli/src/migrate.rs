@@ -1,0 +1,51 @@
+//! `stint migrate`: brings a store's schema to this build's version. The
+//! PostgreSQL store migrates only when asked (here, or by
+//! `stint_postgres::migrate`); a SQLite file migrates itself when opened.
+
+use anyhow::Context as _;
+
+/// Migrates the store at `url`; prints what it did.
+pub async fn run(url: &str) -> anyhow::Result<i32> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "postgres" | "postgresql" => {
+            let store = stint::postgres::PgStore::open(url)?;
+            let report = stint::postgres::migrate(&store)
+                .await
+                .with_context(|| format!("cannot migrate {}", store.target()))?;
+            if report.applied.is_empty() {
+                println!(
+                    "{}: stint schema already at version {}; nothing to do",
+                    store.target(),
+                    report.to
+                );
+            } else {
+                for (version, name) in &report.applied {
+                    println!("{}: applied migration {version} ({name})", store.target());
+                }
+                println!(
+                    "{}: stint schema now at version {} (was {})",
+                    store.target(),
+                    report.to,
+                    report.from
+                );
+            }
+        }
+        "sqlite" => {
+            stint::connect(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open {url}: {e}"))?;
+            println!(
+                "{url}: a SQLite file migrates itself when opened; it is at schema version {}",
+                stint::sqlite::SCHEMA_VERSION
+            );
+        }
+        _ => {
+            stint::connect(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open {url}: {e}"))?;
+            println!("{url}: this store has no schema to migrate");
+        }
+    }
+    Ok(0)
+}

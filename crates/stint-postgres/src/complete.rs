@@ -1,0 +1,161 @@
+//! The ends of stints: a whole batch of completions applied in one
+//! statement, each row fenced by its own lease, with the stint history,
+//! errors and metrics counters in the same statement.
+
+use std::sync::LazyLock;
+use std::time::SystemTime;
+
+use deadpool_postgres::Client;
+use serde_json::Value;
+use stint_core::model::Jid;
+use stint_core::store::{Completion, Outcome};
+use stint_core::StoreResult;
+use tokio_postgres::types::ToSql;
+
+use crate::pg_err;
+use crate::transitions::{from_ms, query, to_json};
+
+/// Applies a batch of stint ends in one statement: each row is fenced by
+/// its own lease (a stale one matches nothing and is reported refused), a
+/// pending pause or cancel wins over a retry or a requeue, a requeued job
+/// goes to the head of its queue (and wakes idle workers), and the stint
+/// history and errors move with the job.
+const COMPLETE_SQL: &str = "
+WITH c AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::jsonb[], $5::text[], $6::text[],
+                         $7::jsonb[], $8::jsonb[], $9::timestamptz[])
+         AS c (jid, process, stint, checkpoint, label, reason, result, error, retry_at)
+), j AS (
+    UPDATE stint_jobs t SET
+        state = CASE
+            WHEN c.label IN ('succeeded', 'dead', 'paused', 'cancelled') THEN c.label
+            WHEN t.control = 'pause' THEN 'paused'
+            WHEN t.control = 'cancel' THEN 'cancelled'
+            WHEN c.label = 'failed' THEN 'retrying'
+            ELSE 'enqueued' END,
+        finished_at = CASE
+            WHEN c.label IN ('succeeded', 'dead', 'cancelled') THEN now()
+            WHEN c.label IN ('failed', 'interrupted') AND t.control = 'cancel' THEN now() END,
+        checkpoint = COALESCE(c.checkpoint, t.checkpoint),
+        process = NULL, control = NULL, fetch_token = NULL, reason = c.reason,
+        result = CASE WHEN c.label = 'succeeded' THEN c.result ELSE t.result END,
+        attempts = t.attempts + CASE WHEN c.label IN ('failed', 'dead') THEN 1 ELSE 0 END,
+        error = CASE WHEN c.label IN ('failed', 'dead') THEN c.error ELSE t.error END,
+        run_at = CASE WHEN c.label = 'failed' THEN c.retry_at ELSE t.run_at END,
+        seq = CASE WHEN c.label = 'interrupted' THEN nextval('stint_head_seq') ELSE t.seq END,
+        enqueued_at = CASE WHEN c.label = 'interrupted' THEN now() ELSE t.enqueued_at END
+    FROM c
+    WHERE t.jid = c.jid AND t.state = 'running' AND t.process = c.process AND t.stints = c.stint
+    RETURNING t.jid, t.kind, t.state, t.queue, t.parent, t.stints,
+              (t.checkpoint->>'done')::bigint AS done, c.label, c.reason, c.error
+), h AS (
+    UPDATE stint_stints s SET ended_at = now(), outcome = j.label, reason = j.reason,
+           done = COALESCE(j.done, s.done)
+    FROM j WHERE s.jid = j.jid AND s.number = j.stints
+    RETURNING s.jid, greatest((extract(epoch FROM now() - s.started_at) * 1000)::bigint, 0) AS ran_ms
+), m AS (
+    -- Counted per (kind, queue, name), in one lock order for every batch.
+    INSERT INTO stint_metrics (kind, queue, name, value)
+    SELECT kind, queue, name, sum(v) FROM (
+        SELECT j.kind, j.queue, CASE WHEN j.label = 'succeeded' THEN 'processed'
+                                     WHEN j.label IN ('failed', 'dead') THEN 'failed'
+                                     ELSE 'interrupted' END AS name, 1::bigint AS v
+        FROM j
+        UNION ALL SELECT j.kind, j.queue, x.name, x.v
+        FROM j JOIN h ON h.jid = j.jid,
+             LATERAL (VALUES ('stint_count', 1::bigint), ('stint_sum_ms', h.ran_ms),
+                             ('stint_bucket_' || (SELECT count(*) FROM unnest($10::float8[]) b
+                                                  WHERE b * 1000 < h.ran_ms), 1::bigint)) AS x (name, v)
+    ) inc
+    GROUP BY kind, queue, name ORDER BY kind, queue, name
+    ON CONFLICT (kind, queue, name) DO UPDATE SET value = stint_metrics.value + EXCLUDED.value
+), e AS (
+    INSERT INTO stint_errors (jid, info) SELECT jid, error FROM j WHERE error IS NOT NULL
+), n AS (
+    SELECT pg_notify('stint_jobs', q) FROM (SELECT DISTINCT queue AS q FROM j WHERE state = 'enqueued') d
+)
+SELECT jid, CASE WHEN state IN ('succeeded', 'dead', 'cancelled') THEN parent END,
+       (SELECT count(*) FROM n)
+FROM j";
+
+/// The histogram's bucket bounds, in seconds (`COMPLETE_SQL`'s $10).
+static BUCKETS: LazyLock<Vec<f64>> =
+    LazyLock::new(|| stint_core::metrics::STINT_SECONDS_BUCKETS.to_vec());
+
+/// `COMPLETE_SQL`'s parameters, column by column.
+#[derive(Default)]
+struct CompleteArgs {
+    jid: Vec<String>,
+    process: Vec<String>,
+    stint: Vec<i32>,
+    checkpoint: Vec<Option<Value>>,
+    label: Vec<&'static str>,
+    reason: Vec<Option<String>>,
+    result: Vec<Option<Value>>,
+    error: Vec<Option<Value>>,
+    retry_at: Vec<Option<SystemTime>>,
+}
+
+impl CompleteArgs {
+    fn new(completions: &[Completion]) -> Self {
+        let mut a = CompleteArgs::default();
+        for c in completions {
+            a.jid.push(c.lease.jid.to_string());
+            a.process.push(c.lease.process.clone());
+            a.stint.push(c.lease.stint as i32);
+            a.checkpoint.push(c.checkpoint.as_ref().map(to_json));
+            a.label.push(c.outcome.label());
+            a.reason.push(c.outcome.reason());
+            let (result, error, retry_at) = match &c.outcome {
+                Outcome::Succeeded { result } => (result.clone(), None, None),
+                Outcome::Retry { error, retry_at_ms } => {
+                    (None, Some(to_json(error)), Some(from_ms(*retry_at_ms)))
+                }
+                Outcome::Dead { error, .. } => (None, Some(to_json(error)), None),
+                _ => (None, None, None),
+            };
+            a.result.push(result);
+            a.error.push(error);
+            a.retry_at.push(retry_at);
+        }
+        a
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+        [
+            &self.jid,
+            &self.process,
+            &self.stint,
+            &self.checkpoint,
+            &self.label,
+            &self.reason,
+            &self.result,
+            &self.error,
+            &self.retry_at,
+            &*BUCKETS,
+        ]
+    }
+}
+
+/// Applies a batch of stint ends (one statement, one round trip); then the
+/// parents whose last children just finished wake. Returns the refused
+/// jids.
+pub async fn complete(c: &mut Client, completions: &[Completion]) -> StoreResult<Vec<Jid>> {
+    let args = CompleteArgs::new(completions);
+    let rows = query(c, COMPLETE_SQL, &args.params()).await?;
+    let applied: std::collections::HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
+    // After the children's commit, under each parent's lock (`wake_parent`).
+    let mut parents: Vec<String> = rows.iter().filter_map(|r| r.get(1)).collect();
+    parents.sort_unstable();
+    parents.dedup();
+    for parent in parents {
+        let tx = c.transaction().await.map_err(pg_err)?;
+        crate::split::wake_parent(&tx, &parent).await?;
+        tx.commit().await.map_err(pg_err)?;
+    }
+    Ok(completions
+        .iter()
+        .filter(|cmp| !applied.contains(cmp.lease.jid.as_str()))
+        .map(|cmp| cmp.lease.jid.clone())
+        .collect())
+}

@@ -1,0 +1,393 @@
+//! stint-postgres: the PostgreSQL store.
+//!
+//! - Every transition is one statement (or one transaction) fenced by the
+//!   stint's lease; lease expiry and due times are judged by the database's
+//!   `now()`, never a worker's clock.
+//! - Workers fetch with `FOR UPDATE SKIP LOCKED`, in batches; an idle fetch
+//!   waits on LISTEN/NOTIFY, so a pushed job starts within milliseconds
+//!   without the table being polled hard.
+//! - A job writes its own rows and its checkpoint in one transaction
+//!   ([`CtxExt::checkpoint_pg`], or `ctx.checkpoint_in(&mut PgTx(&tx), …)`),
+//!   and a client pushes jobs inside its own transaction ([`push_in`]): the
+//!   job exists only if that transaction commits.
+//! - The schema is versioned and migrated by an explicit call ([`migrate`],
+//!   or `stint migrate --store postgres://…`); [`PgStore::connect`] refuses
+//!   a database that is not migrated, or migrated by a newer stint.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), stint_core::StoreError> {
+//! let url = "postgres://stint@127.0.0.1/app";
+//! let store = stint_postgres::PgStore::open(url)?;
+//! stint_postgres::migrate(&store).await?;        // once per deploy
+//! let store = stint_postgres::PgStore::connect(url).await?; // checks the schema
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod complete;
+mod conn;
+mod listen;
+mod operator;
+mod rows;
+mod schema;
+mod split;
+#[cfg(test)]
+mod tests;
+mod transitions;
+mod tx;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use stint_core::metrics::Metrics;
+use stint_core::model::{
+    ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessCommand, ProcessInfo, Stats,
+};
+use stint_core::store::{
+    CommandEffect, Completion, JobFilter, Lease, Leased, Outcome, Recovered, Store,
+};
+use stint_core::{Checkpoint, StoreResult};
+
+pub use conn::PgOptions;
+pub use listen::CHANNEL;
+pub use schema::{migrate, MigrationReport, SCHEMA_VERSION};
+pub use tx::{push_in, push_in_with, push_raw_in, CtxExt, PgTx};
+
+pub(crate) use conn::pg_err;
+
+/// The PostgreSQL store. Cheap to clone; clones share one connection pool
+/// and one listening connection.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    options: PgOptions,
+    /// `host:port/db`, for messages.
+    target: String,
+    /// The URL with its password hidden, for messages.
+    url: String,
+    /// Started by the first fetch: clients that only push need none.
+    listener: OnceLock<listen::Listener>,
+    /// Per process, the tokens of fetches whose replies were lost with their
+    /// connection: the jobs they leased are handed out by the next fetch.
+    lost_fetches: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl PgStore {
+    /// A store for `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`, with
+    /// optional [`PgOptions`] as query parameters). Connects lazily and
+    /// checks nothing: use it to [`migrate`]; workers and clients use
+    /// [`PgStore::connect`].
+    pub fn open(url: &str) -> StoreResult<Self> {
+        let (config, options) = conn::parse_url(url)?;
+        Self::open_config(config, options, conn::redact(url))
+    }
+
+    /// As [`PgStore::open`], with a driver configuration and options.
+    pub fn open_config(
+        config: tokio_postgres::Config,
+        options: PgOptions,
+        url_for_messages: String,
+    ) -> StoreResult<Self> {
+        let pool = conn::pool(&config, &options)?;
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                target: conn::target(&config),
+                config,
+                options,
+                url: url_for_messages,
+                listener: OnceLock::new(),
+                lost_fetches: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Opens `url` and checks that its schema is this build's: an
+    /// unmigrated database, or one migrated by a newer stint, is a
+    /// `StoreError::Config` that says to run `stint migrate`.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let store = Self::open(url)?;
+        store.check_schema().await?;
+        Ok(store)
+    }
+
+    /// Checks the database's schema version (see [`PgStore::connect`]).
+    pub async fn check_schema(&self) -> StoreResult<()> {
+        schema::check(self).await
+    }
+
+    /// The connection pool, for a job's or an application's own queries on
+    /// the store's database (such as the transaction of `checkpoint_pg`).
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &PgOptions {
+        &self.inner.options
+    }
+
+    /// `host:port/database`, for messages.
+    pub fn target(&self) -> &str {
+        &self.inner.target
+    }
+
+    pub(crate) fn url_for_messages(&self) -> &str {
+        &self.inner.url
+    }
+
+    pub(crate) async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|e| conn::pool_err(e, &self.inner.target))
+    }
+
+    fn listener(&self) -> &listen::Listener {
+        self.inner.listener.get_or_init(|| {
+            listen::Listener::spawn(self.inner.config.clone(), self.inner.target.clone())
+        })
+    }
+
+    /// One fetch, remembering its token if its outcome is unknown (the
+    /// connection failed: it may have committed).
+    async fn fetch_once(
+        &self,
+        process: &str,
+        queues: &[String],
+        limit: usize,
+    ) -> StoreResult<Vec<Leased>> {
+        let token = format!("{:016x}", rand::random::<u64>());
+        let client = self.client().await?;
+        let r = transitions::fetch(&client, process, queues, limit, &token).await;
+        if let Err(e) = &r {
+            if e.is_transient() {
+                self.lost_fetches()
+                    .entry(process.to_owned())
+                    .or_default()
+                    .push(token);
+            }
+        }
+        r
+    }
+
+    fn lost_fetches(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        self.inner
+            .lost_fetches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands out the jobs that fetches with lost replies leased (up to
+    /// `limit`; the rest go back to the head of their queues).
+    async fn reclaim(&self, process: &str, limit: usize) -> StoreResult<Vec<Leased>> {
+        let tokens = match self.lost_fetches().get(process) {
+            Some(t) if !t.is_empty() => t.clone(),
+            _ => return Ok(vec![]),
+        };
+        let client = self.client().await?;
+        let mut got = transitions::reclaim(&client, process, &tokens).await?;
+        drop(client);
+        if let Some(t) = self.lost_fetches().get_mut(process) {
+            t.retain(|x| !tokens.contains(x));
+        }
+        if got.len() > limit {
+            let extra: Vec<Completion> = got
+                .split_off(limit)
+                .into_iter()
+                .map(|l| Completion {
+                    lease: l.lease,
+                    checkpoint: None,
+                    outcome: Outcome::Requeue {
+                        reason: "handed back: the reply to its fetch was lost".into(),
+                    },
+                })
+                .collect();
+            self.complete(extra).await?;
+        }
+        if !got.is_empty() {
+            tracing::info!(
+                jobs = got.len(),
+                "PostgreSQL: jobs leased by a fetch whose reply was lost are run now"
+            );
+        }
+        Ok(got)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<()> {
+        transitions::push(&self.client().await?, &jobs).await
+    }
+
+    async fn register(&self, process: &ProcessInfo, ttl: Duration) -> StoreResult<()> {
+        transitions::register(&self.client().await?, process, ttl).await
+    }
+
+    async fn heartbeat(
+        &self,
+        process: &str,
+        busy: u32,
+        quiet: bool,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        transitions::heartbeat(&self.client().await?, process, busy, quiet, ttl).await
+    }
+
+    async fn deregister(&self, process: &str) -> StoreResult<()> {
+        self.lost_fetches().remove(process);
+        transitions::deregister(&self.client().await?, process).await
+    }
+
+    async fn expire_process(&self, process: &str) -> StoreResult<()> {
+        transitions::expire_process(&self.client().await?, process).await
+    }
+
+    async fn processes(&self) -> StoreResult<Vec<ProcessInfo>> {
+        operator::processes(&self.client().await?).await
+    }
+
+    /// Leases waiting jobs; when there are none, waits up to
+    /// `PgOptions::idle_wait` for a NOTIFY of a job pushed to one of
+    /// `queues`, and fetches again at once.
+    async fn fetch(
+        &self,
+        process: &str,
+        queues: &[String],
+        limit: usize,
+    ) -> StoreResult<Vec<Leased>> {
+        if limit == 0 {
+            return Ok(vec![]);
+        }
+        let reclaimed = self.reclaim(process, limit).await?;
+        if !reclaimed.is_empty() {
+            return Ok(reclaimed);
+        }
+        let wake = self.listener().wake.clone();
+        let until = Instant::now() + self.inner.options.idle_wait;
+        loop {
+            let mark = wake.mark(queues);
+            let got = self.fetch_once(process, queues, limit).await?;
+            if !got.is_empty() || Instant::now() >= until {
+                return Ok(got);
+            }
+            if !wake.wait(queues, mark, until).await {
+                return Ok(got);
+            }
+        }
+    }
+
+    async fn checkpoint(
+        &self,
+        lease: &Lease,
+        checkpoint: &Checkpoint,
+    ) -> StoreResult<Option<Control>> {
+        transitions::checkpoint(&self.client().await?, lease, checkpoint).await
+    }
+
+    async fn complete(&self, completions: Vec<Completion>) -> StoreResult<Vec<Jid>> {
+        if completions.is_empty() {
+            return Ok(vec![]);
+        }
+        complete::complete(&mut self.client().await?, &completions).await
+    }
+
+    async fn split(
+        &self,
+        lease: &Lease,
+        checkpoint: &Checkpoint,
+        step: &str,
+        children: Vec<NewJob>,
+    ) -> StoreResult<()> {
+        split::split(
+            &mut self.client().await?,
+            lease,
+            checkpoint,
+            step,
+            &children,
+        )
+        .await
+    }
+
+    async fn children(&self, parent: &Jid) -> StoreResult<Vec<ChildRecord>> {
+        split::children(&self.client().await?, parent).await
+    }
+
+    async fn controls(&self, process: &str) -> StoreResult<Vec<(Jid, Control)>> {
+        transitions::controls(&self.client().await?, process).await
+    }
+
+    async fn promote_due(&self) -> StoreResult<u64> {
+        transitions::promote_due(&self.client().await?).await
+    }
+
+    async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {
+        transitions::recover_orphans(&mut self.client().await?, max_recoveries).await
+    }
+
+    async fn stats(&self) -> StoreResult<Stats> {
+        operator::stats(&self.client().await?).await
+    }
+
+    async fn jobs(&self, filter: &JobFilter) -> StoreResult<Vec<JobRecord>> {
+        operator::jobs(&self.client().await?, filter).await
+    }
+
+    async fn job(&self, jid: &Jid) -> StoreResult<Option<JobDetail>> {
+        operator::job(&self.client().await?, jid).await
+    }
+
+    async fn pause(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        operator::run(&mut self.client().await?, jid, operator::Command::Pause).await
+    }
+
+    async fn resume(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        operator::run(&mut self.client().await?, jid, operator::Command::Resume).await
+    }
+
+    async fn cancel(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        operator::run(&mut self.client().await?, jid, operator::Command::Cancel).await
+    }
+
+    async fn retry(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        operator::run(&mut self.client().await?, jid, operator::Command::Retry).await
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> StoreResult<()> {
+        operator::set_queue_paused(&self.client().await?, queue, paused).await
+    }
+
+    async fn clear_queue(&self, queue: &str) -> StoreResult<u64> {
+        admin::clear_queue(&self.client().await?, queue).await
+    }
+
+    async fn delete(&self, jid: &Jid) -> StoreResult<()> {
+        admin::delete(&mut self.client().await?, jid).await
+    }
+
+    async fn command_process(&self, process: &str, command: ProcessCommand) -> StoreResult<()> {
+        admin::command_process(&self.client().await?, process, command).await
+    }
+
+    async fn process_command(&self, process: &str) -> StoreResult<Option<ProcessCommand>> {
+        admin::process_command(&self.client().await?, process).await
+    }
+
+    async fn metrics(&self) -> StoreResult<Metrics> {
+        admin::metrics(&self.client().await?).await
+    }
+}

@@ -1,0 +1,251 @@
+//! Versioned schema migrations, applied by an explicit call
+//! ([`migrate`], or `stint migrate --store postgres://…`), and the check a
+//! store makes when it opens: a worker never runs against tables it does not
+//! know.
+
+use stint_core::{StoreError, StoreResult};
+
+use crate::{pg_err, PgStore};
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// A migration: its version, what it does, and its SQL (run in one
+/// transaction with the others of the same `migrate` call).
+struct Migration {
+    version: i32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "jobs, stints, errors, processes, queues",
+    sql: r#"
+-- Queue order: tail positions count up from 1, head positions count down
+-- from -1 (a job put at the head goes before everything waiting). Sequences,
+-- not the clock, and not a counter row: a push inside a long transaction of
+-- the caller holds no lock that other pushes wait for.
+CREATE SEQUENCE stint_tail_seq AS bigint START 1;
+CREATE SEQUENCE stint_head_seq AS bigint INCREMENT -1 START -1 MAXVALUE -1;
+
+CREATE TABLE stint_jobs (
+    -- insertion order (listings, a split job's children); not indexed on
+    -- its own: every index is written again when a job changes state
+    id          bigint GENERATED ALWAYS AS IDENTITY,
+    jid         text PRIMARY KEY,
+    kind        text NOT NULL,
+    queue       text NOT NULL,
+    args        jsonb NOT NULL,
+    state       text NOT NULL CHECK (state IN ('scheduled', 'enqueued', 'running', 'waiting',
+                                               'paused', 'retrying', 'succeeded', 'dead',
+                                               'cancelled')),
+    options     jsonb NOT NULL,
+    attempts    integer NOT NULL DEFAULT 0,
+    recoveries  integer NOT NULL DEFAULT 0,
+    stints      integer NOT NULL DEFAULT 0,
+    checkpoint  jsonb NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    enqueued_at timestamptz,
+    -- when a scheduled or retrying job is due, or when a running one started
+    run_at      timestamptz,
+    finished_at timestamptz,
+    seq         bigint NOT NULL,
+    process     text,
+    control     text CHECK (control IN ('pause', 'cancel')),
+    error       jsonb,
+    reason      text,
+    result      jsonb,
+    -- the fetch that leased a running job (to hand it out again when the
+    -- reply to that fetch was lost with its connection)
+    fetch_token text,
+    -- a child of a split job: the parent's jid and the split step
+    parent      text,
+    parent_step text
+) WITH (fillfactor = 85); -- room for checkpoint updates in place (HOT)
+CREATE INDEX stint_jobs_fetch ON stint_jobs (queue, seq) WHERE state = 'enqueued';
+CREATE INDEX stint_jobs_due ON stint_jobs (run_at) WHERE state IN ('scheduled', 'retrying');
+CREATE INDEX stint_jobs_process ON stint_jobs (process) WHERE state = 'running';
+CREATE INDEX stint_jobs_state ON stint_jobs (state, created_at);
+CREATE INDEX stint_jobs_parent ON stint_jobs (parent, id) WHERE parent IS NOT NULL;
+
+CREATE TABLE stint_stints (
+    jid        text NOT NULL REFERENCES stint_jobs (jid) ON DELETE CASCADE,
+    number     integer NOT NULL,
+    process    text NOT NULL,
+    started_at timestamptz NOT NULL,
+    ended_at   timestamptz,
+    outcome    text,
+    reason     text,
+    done       bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (jid, number)
+);
+
+CREATE TABLE stint_errors (
+    id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    jid  text NOT NULL REFERENCES stint_jobs (jid) ON DELETE CASCADE,
+    -- an ErrorInfo: message, chain, at_ms, attempt
+    info jsonb NOT NULL
+);
+CREATE INDEX stint_errors_jid ON stint_errors (jid, id);
+
+CREATE TABLE stint_processes (
+    id          text PRIMARY KEY,
+    hostname    text NOT NULL,
+    pid         bigint NOT NULL,
+    queues      jsonb NOT NULL,
+    concurrency integer NOT NULL,
+    started_at  timestamptz NOT NULL,
+    -- both by the database's clock, never a worker's
+    beat_at     timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    busy        integer NOT NULL DEFAULT 0,
+    quiet       boolean NOT NULL DEFAULT false,
+    -- an operator's 'quiet' or 'stop', read with the heartbeat
+    command     text
+);
+
+CREATE TABLE stint_queues (
+    name   text PRIMARY KEY,
+    paused boolean NOT NULL DEFAULT false
+);
+
+-- metrics counters by job kind and queue (stint_core::metrics), added to
+-- by the statements that record stint ends and recoveries
+CREATE TABLE stint_metrics (
+    kind  text NOT NULL,
+    queue text NOT NULL,
+    name  text NOT NULL,
+    value bigint NOT NULL,
+    PRIMARY KEY (kind, queue, name)
+);
+"#,
+}];
+
+/// What [`migrate`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// The version before (0: no stint tables).
+    pub from: i32,
+    /// The version now.
+    pub to: i32,
+    /// The migrations applied, as (version, name).
+    pub applied: Vec<(i32, String)>,
+}
+
+/// An advisory lock key: two `migrate` calls at once take turns.
+const MIGRATE_LOCK: i64 = 0x5717_0001;
+
+/// Brings the database's stint tables to [`SCHEMA_VERSION`], in one
+/// transaction; a no-op when they are there already. Refuses a database
+/// migrated by a newer stint.
+pub async fn migrate(store: &PgStore) -> StoreResult<MigrationReport> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(pg_err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+        .await
+        .map_err(pg_err)?;
+    // No "already exists, skipping" notices in the log.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(pg_err)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS stint_migrations (
+             version    integer PRIMARY KEY,
+             name       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(pg_err)?;
+    let from: i32 = tx
+        .query_one(
+            "SELECT COALESCE(max(version), 0) FROM stint_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    if from > SCHEMA_VERSION {
+        return Err(newer(store, from));
+    }
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| m.version > from) {
+        tx.batch_execute(m.sql).await.map_err(|e| {
+            StoreError::Other(format!(
+                "migration {} ({}) failed on {}: {}",
+                m.version,
+                m.name,
+                store.target(),
+                pg_err(e)
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO stint_migrations (version, name) VALUES ($1, $2)",
+            &[&m.version, &m.name],
+        )
+        .await
+        .map_err(pg_err)?;
+        applied.push((m.version, m.name.to_owned()));
+    }
+    tx.commit().await.map_err(pg_err)?;
+    if !applied.is_empty() {
+        tracing::info!(target_db = %store.target(), from, to = SCHEMA_VERSION, "stint schema migrated");
+    }
+    Ok(MigrationReport {
+        from,
+        to: SCHEMA_VERSION,
+        applied,
+    })
+}
+
+/// The schema version the database has (0: no stint tables).
+pub(crate) async fn version(store: &PgStore) -> StoreResult<i32> {
+    let client = store.client().await?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('stint_migrations') IS NOT NULL", &[])
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let row = client
+        .query_one(
+            "SELECT COALESCE(max(version), 0) FROM stint_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(row.get(0))
+}
+
+/// Refuses to run against a database whose schema is missing, older or
+/// newer than this build's, saying what to do.
+pub(crate) async fn check(store: &PgStore) -> StoreResult<()> {
+    let v = version(store).await?;
+    match v {
+        SCHEMA_VERSION => Ok(()),
+        0 => Err(StoreError::Config(format!(
+            "PostgreSQL database {} has no stint tables: run `stint migrate --store {}` \
+             (or call stint_postgres::migrate) once before starting workers",
+            store.target(),
+            store.url_for_messages()
+        ))),
+        v if v < SCHEMA_VERSION => Err(StoreError::Config(format!(
+            "PostgreSQL database {} has stint schema version {v}, older than this build's \
+             {SCHEMA_VERSION}: run `stint migrate --store {}` before starting workers",
+            store.target(),
+            store.url_for_messages()
+        ))),
+        v => Err(newer(store, v)),
+    }
+}
+
+fn newer(store: &PgStore, v: i32) -> StoreError {
+    StoreError::Config(format!(
+        "PostgreSQL database {} has stint schema version {v}, newer than this build's \
+         {SCHEMA_VERSION}: upgrade this program's stint, or use another database",
+        store.target()
+    ))
+}

@@ -1,0 +1,61 @@
+//! A fetch whose reply was lost with its connection (it may have
+//! committed): the jobs it leased are handed out by the process's next
+//! fetch instead of staying leased to a live process that never ran them.
+
+use std::sync::OnceLock;
+
+use stint_core::store::Store;
+use stint_core::testing::{job_in, LONG_TTL};
+use stint_core::{JobState, ProcessInfo};
+use stint_testkit::postgres::PgServer;
+
+use crate::{migrate, transitions, PgStore};
+
+fn server() -> &'static PgServer {
+    static SERVER: OnceLock<PgServer> = OnceLock::new();
+    SERVER.get_or_init(|| PgServer::start().expect("a private PostgreSQL server"))
+}
+
+#[tokio::test]
+async fn jobs_of_a_fetch_whose_reply_was_lost_are_handed_out_again() {
+    let url = server().fresh_database().unwrap();
+    let store = PgStore::open(&format!("{url}?idle_wait_ms=0")).unwrap();
+    migrate(&store).await.unwrap();
+    let p = ProcessInfo::for_this_process(vec!["default".into()], 2);
+    store.register(&p, LONG_TTL).await.unwrap();
+    let jobs: Vec<_> = (0..3).map(|n| job_in("default", n)).collect();
+    store.push(jobs.clone()).await.unwrap();
+
+    // A fetch committed; its reply never reached the worker.
+    let queues = vec!["default".to_owned()];
+    let client = store.client().await.unwrap();
+    let lost = transitions::fetch(&client, &p.id, &queues, 2, "lost-token")
+        .await
+        .unwrap();
+    drop(client);
+    assert_eq!(lost.len(), 2);
+    store
+        .lost_fetches()
+        .entry(p.id.clone())
+        .or_default()
+        .push("lost-token".into());
+
+    // The next fetch, for one job, hands out the first lost lease as it was
+    // (same stint); the other goes back to the head of the queue.
+    let got = store.fetch(&p.id, &queues, 1).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].lease, lost[0].lease,
+        "the lease the lost reply carried"
+    );
+    let other = store.job(&lost[1].job.jid).await.unwrap().unwrap().job;
+    assert_eq!(other.state, JobState::Enqueued, "handed back");
+    let next = store.fetch(&p.id, &queues, 1).await.unwrap();
+    assert_eq!(
+        next[0].job.jid, lost[1].job.jid,
+        "at the head, before the third job"
+    );
+    let third = store.fetch(&p.id, &queues, 1).await.unwrap();
+    assert_eq!(third[0].job.jid, jobs[2].jid);
+    assert!(store.fetch(&p.id, &queues, 1).await.unwrap().is_empty());
+}

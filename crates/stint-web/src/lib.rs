@@ -1,0 +1,250 @@
+//! stint-web: the dashboard of stint. Pages that show which job runs where,
+//! how far it is and when it will finish, with pause, resume, cancel, retry
+//! and delete buttons; a JSON API for all of it under `/api`; Prometheus
+//! metrics at `/metrics`. It talks only to the `Store` trait, so it serves
+//! every store.
+//!
+//! Run it with `stint web --store URL` (127.0.0.1:7777), or mount it in your
+//! own axum app:
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn stint_core::Store>) {
+//! let app = axum::Router::new().nest("/stint", stint_web::router(store));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # }
+//! ```
+//!
+//! Safety: every state-changing request is a POST that must carry the
+//! dashboard's CSRF token (pages embed it; API clients read it from
+//! `GET /api/csrf`); everything shown from a job is HTML-escaped; with a
+//! token ([`Dashboard::token`]) every request must present it. [`bind`]
+//! refuses an address other than loopback without a token.
+
+mod actions;
+mod api;
+mod fmt;
+mod guard;
+mod pages;
+mod prometheus;
+mod views;
+
+use std::fmt as stdfmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use stint_core::Store;
+
+/// The address `stint web` listens on by default.
+pub const DEFAULT_BIND: &str = "127.0.0.1:7777";
+
+/// The shortest token accepted for a dashboard that other machines reach.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The dashboard for `store`, with no token (for mounting inside an app
+/// that does its own authentication) and CSRF protection on every POST.
+pub fn router(store: Arc<dyn Store>) -> Router {
+    Dashboard::new(store).router()
+}
+
+/// A dashboard, configured.
+pub struct Dashboard {
+    store: Arc<dyn Store>,
+    token: Option<String>,
+}
+
+impl Dashboard {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Dashboard { store, token: None }
+    }
+
+    /// Every request must present `token`: as `Authorization: Bearer
+    /// TOKEN`, or once as `?token=TOKEN` in a page's address, which sets a
+    /// cookie for the rest of the session.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The axum router: pages, `/api/...`, `/metrics` and the two assets.
+    pub fn router(self) -> Router {
+        let state = guard::AppState::new(self.store, self.token);
+        Router::new()
+            .route("/", get(pages::overview::page))
+            .route("/queues", get(pages::queues::queues))
+            .route("/processes", get(pages::queues::processes))
+            .route("/running", get(pages::lists::running))
+            .route("/paused", get(pages::lists::paused))
+            .route("/scheduled", get(pages::lists::scheduled))
+            .route("/retries", get(pages::lists::retries))
+            .route("/dead", get(pages::lists::dead))
+            .route("/jobs", get(pages::lists::any))
+            .route("/jobs/{jid}", get(pages::job::page))
+            .route("/assets/dashboard.js", get(pages::script))
+            .route("/assets/dashboard.css", get(pages::style))
+            .route("/metrics", get(prometheus::metrics))
+            .route("/api/stats", get(api::stats))
+            .route("/api/queues", get(api::queues))
+            .route("/api/processes", get(api::processes))
+            .route("/api/jobs", get(api::jobs))
+            .route("/api/jobs/{jid}", get(api::job))
+            .route("/api/metrics", get(api::metrics))
+            .route("/api/csrf", get(api::csrf))
+            .route("/api/jobs/bulk", post(actions::bulk))
+            .route("/api/jobs/{jid}/{action}", post(actions::job))
+            .route("/api/queues/{name}/{action}", post(actions::queue))
+            .route("/api/processes/{id}/{action}", post(actions::process))
+            .fallback(guard::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                guard::csrf,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                guard::auth,
+            ))
+            .layer(axum::middleware::from_fn(guard::headers))
+            .with_state(state)
+    }
+}
+
+/// Why the dashboard cannot start.
+#[derive(Debug)]
+pub enum WebError {
+    /// A bind address or token that is not safe or not valid.
+    Config(String),
+    /// The address could not be bound.
+    Bind(SocketAddr, std::io::Error),
+}
+
+impl stdfmt::Display for WebError {
+    fn fmt(&self, f: &mut stdfmt::Formatter<'_>) -> stdfmt::Result {
+        match self {
+            WebError::Config(m) => f.write_str(m),
+            WebError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WebError {}
+
+/// Checks that a dashboard on `addr` may start: on a loopback address it
+/// may run without a token; on any other address (reachable from other
+/// machines) it needs one, at least [`MIN_TOKEN_LEN`] characters long.
+pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> Result<(), WebError> {
+    match token {
+        Some(t) if t.chars().count() < MIN_TOKEN_LEN => Err(WebError::Config(format!(
+            "the dashboard token is too short: use at least {MIN_TOKEN_LEN} characters \
+             (for example `openssl rand -hex 16`)"
+        ))),
+        Some(t) if t.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(WebError::Config(
+            "the dashboard token must not contain spaces".into(),
+        )),
+        None if !addr.ip().is_loopback() => Err(WebError::Config(format!(
+            "refusing to serve the dashboard on {addr} without a token: an address other than \
+             loopback lets other machines pause, cancel and delete jobs. Give a token with \
+             --token or STINT_WEB_TOKEN (at least {MIN_TOKEN_LEN} characters), or bind to \
+             127.0.0.1"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A dashboard bound to its address, ready to serve.
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    token: bool,
+}
+
+/// Binds a dashboard for `store` to `addr` (port 0 picks a free one), after
+/// [`check_bind`].
+pub async fn bind(
+    store: Arc<dyn Store>,
+    addr: SocketAddr,
+    token: Option<String>,
+) -> Result<Bound, WebError> {
+    check_bind(&addr, token.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| WebError::Bind(addr, e))?;
+    let addr = listener.local_addr().map_err(|e| WebError::Bind(addr, e))?;
+    let mut dashboard = Dashboard::new(store);
+    let has_token = token.is_some();
+    if let Some(t) = token {
+        dashboard = dashboard.token(t);
+    }
+    Ok(Bound {
+        listener,
+        addr,
+        router: dashboard.router(),
+        token: has_token,
+    })
+}
+
+impl Bound {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR` (`localhost` form for an unspecified address).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// One line for the operator: where it serves and whether it needs
+    /// the token.
+    pub fn banner(&self) -> String {
+        if self.token {
+            format!(
+                "stint dashboard on {}: every request needs the token (Authorization: Bearer \
+                 TOKEN, or open {}/?token=TOKEN once in a browser)",
+                self.url(),
+                self.url()
+            )
+        } else {
+            format!(
+                "stint dashboard on {} (loopback only, no token)",
+                self.url()
+            )
+        }
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve_until<F>(self, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_needs_no_token_other_addresses_do() {
+        let local: SocketAddr = "127.0.0.1:7777".parse().unwrap();
+        let local6: SocketAddr = "[::1]:7777".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:7777".parse().unwrap();
+        assert!(check_bind(&local, None).is_ok());
+        assert!(check_bind(&local6, None).is_ok());
+        let e = check_bind(&any, None).unwrap_err().to_string();
+        assert!(
+            e.contains("without a token") && e.contains("--token"),
+            "{e}"
+        );
+        assert!(check_bind(&any, Some("0123456789abcdef")).is_ok());
+        let short = check_bind(&any, Some("short")).unwrap_err().to_string();
+        assert!(short.contains("too short"), "{short}");
+        assert!(check_bind(&local, Some("with a space 0123456")).is_err());
+    }
+}
