@@ -193,6 +193,13 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<Leased>>;
 
+    /// True when `fetch` itself waits a while for jobs to arrive before it
+    /// returns empty (PostgreSQL's LISTEN/NOTIFY): an idle worker then asks
+    /// again at once instead of sleeping its poll interval.
+    fn fetch_waits_for_jobs(&self) -> bool {
+        false
+    }
+
     /// Saves a running job's checkpoint (fenced by the lease); when it has
     /// more items done than the saved one, clears `recoveries`. Returns the
     /// operator's pending pause or cancel, if any.

@@ -261,6 +261,10 @@ impl Store for PgStore {
         operator::processes(&self.client().await?).await
     }
 
+    fn fetch_waits_for_jobs(&self) -> bool {
+        !self.inner.options.idle_wait.is_zero()
+    }
+
     /// Leases waiting jobs; when there are none, waits up to
     /// `PgOptions::idle_wait` for a NOTIFY of a job pushed to one of
     /// `queues`, and fetches again at once.

@@ -424,7 +424,7 @@ async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<complete
                         s.wake.notify_one();
                     });
                 }
-                if empty {
+                if empty && !shared.store.fetch_waits_for_jobs() {
                     tokio::select! {
                         _ = tokio::time::sleep(cfg.poll_interval) => {}
                         _ = shared.stop.cancelled() => {}
