@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::model::Jid;
 use crate::store::{Completion, Outcome};
@@ -17,6 +17,8 @@ use super::Shared;
 pub(crate) struct Done {
     pub(crate) jid: Jid,
     pub(crate) completion: Option<Completion>,
+    /// Held until the end is recorded (see `fetch_loop`).
+    pub(crate) backlog: OwnedSemaphorePermit,
 }
 
 const MAX_BATCH: usize = 512;
@@ -27,9 +29,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
     let mut stints = 0u64;
     let mut handed_back = 0u64;
     let mut batch: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
+    let mut permits = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         let mut take = |d: Done, batch: &mut Vec<Completion>| {
             stints += 1;
+            permits.push(d.backlog);
             match d.completion {
                 Some(c) => {
                     if matches!(c.outcome, Outcome::Requeue { .. }) {
@@ -52,6 +56,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
         if !batch.is_empty() {
             record(&shared, std::mem::take(&mut batch)).await;
         }
+        permits.clear();
+        shared.wake.notify_one();
     }
     (stints, handed_back)
 }

@@ -363,6 +363,10 @@ impl Worker {
 async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<completer::Done>) {
     let cfg = &shared.config;
     let slots = Arc::new(Semaphore::new(cfg.concurrency));
+    // Stints that ended but whose end the store has not recorded yet: a
+    // slot is free again at once, but when the store falls behind, the
+    // worker stops taking jobs rather than pile up leases it has finished.
+    let unrecorded = Arc::new(Semaphore::new((cfg.concurrency * 4).max(64)));
     let mut trouble = trouble::Trouble::new("fetch");
     let mut backoff = Duration::from_millis(100);
 
@@ -375,7 +379,9 @@ async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<complete
             }
             continue;
         }
-        let free = slots.available_permits();
+        let free = slots
+            .available_permits()
+            .min(unrecorded.available_permits());
         if free == 0 {
             tokio::select! {
                 _ = shared.wake.notified() => {}
@@ -396,7 +402,9 @@ async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<complete
                 }
             }
         }
-        let free = slots.available_permits();
+        let free = slots
+            .available_permits()
+            .min(unrecorded.available_permits());
         let queues = cfg.queues.for_fetch();
         let fetched = shared.store.fetch(&shared.process.id, &queues, free).await;
         match trouble.result(fetched) {
@@ -405,6 +413,10 @@ async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<complete
                 let empty = jobs.is_empty();
                 for leased in jobs {
                     let permit = slots.clone().try_acquire_owned().expect("a slot was free");
+                    let backlog = unrecorded
+                        .clone()
+                        .try_acquire_owned()
+                        .expect("room in the backlog");
                     let signal = Arc::new(StopSignal::new());
                     shared
                         .running
@@ -419,7 +431,11 @@ async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<complete
                         let completion = executor::run_stint(s.clone(), leased, signal).await;
                         s.running.lock().unwrap().remove(&jid);
                         s.busy.fetch_sub(1, Ordering::SeqCst);
-                        let _ = tx.send(completer::Done { jid, completion });
+                        let _ = tx.send(completer::Done {
+                            jid,
+                            completion,
+                            backlog,
+                        });
                         drop(permit);
                         s.wake.notify_one();
                     });
