@@ -33,7 +33,8 @@ pub struct Ctx {
     /// own transactions, is the truth; the runtime must not overwrite it.
     transactional: bool,
     flush_every: Duration,
-    next_flush: Instant,
+    /// When the next write is due, on the coarse clock (`coarse_ms`).
+    next_flush_ms: u64,
     started: Instant,
     done_at_start: u64,
     run_time_at_start_ms: u64,
@@ -63,7 +64,7 @@ impl Ctx {
             dirty: false,
             transactional: false,
             flush_every,
-            next_flush: now + flush_every,
+            next_flush_ms: coarse_ms() + flush_every.as_millis() as u64,
             started: now,
             done_at_start: job.checkpoint.done,
             run_time_at_start_ms: job.checkpoint.run_time_ms,
@@ -180,7 +181,7 @@ impl Ctx {
         self.pending += n;
         self.dirty = true;
         let stop = self.signal.get();
-        if stop.is_none() && Instant::now() < self.next_flush {
+        if stop.is_none() && coarse_ms() < self.next_flush_ms {
             return Ok(());
         }
         // The cursor and the count it covers move together.
@@ -323,7 +324,7 @@ impl Ctx {
     /// Sends the checkpoint to the store. A refused lease raises `LeaseLost`;
     /// an unreachable store is logged once and tried again at the next flush.
     pub(crate) async fn flush(&mut self) {
-        self.next_flush = Instant::now() + self.flush_every;
+        self.next_flush_ms = coarse_ms() + self.flush_every.as_millis() as u64;
         if self.transactional && !self.dirty {
             return;
         }
@@ -385,4 +386,19 @@ impl Ctx {
         self.stamp(&mut cp);
         Some(cp)
     }
+}
+
+/// Milliseconds on the kernel's coarse monotonic clock: a few nanoseconds
+/// to read (no hardware counter), with the tick's resolution (1–4 ms), which
+/// is plenty to tell whether a once-a-second write is due.
+#[inline]
+fn coarse_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE
+    // exists on every Linux since 2.6.32.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
