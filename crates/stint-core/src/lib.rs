@@ -6,6 +6,7 @@
 
 mod client;
 mod ctx;
+pub mod display;
 mod error;
 mod interrupt;
 mod job;
