@@ -24,7 +24,7 @@ use crate::ops::{Command, Target};
 #[derive(Parser, Debug)]
 #[command(name = "stint", version, about)]
 struct Cli {
-    /// The store: sqlite://PATH or postgres://USER@HOST[:PORT]/DB.
+    /// The store: sqlite://PATH, redis://HOST[:PORT][/DB] or postgres://USER@HOST[:PORT]/DB.
     #[arg(
         long,
         global = true,

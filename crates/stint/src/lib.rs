@@ -39,16 +39,21 @@ pub use stint_core::*;
 #[cfg(feature = "sqlite")]
 pub use stint_sqlite as sqlite;
 
+#[cfg(feature = "redis")]
+pub use stint_redis as redis;
+
 #[cfg(feature = "postgres")]
 pub use stint_postgres as postgres;
 
 /// Opens the store a URL names: `sqlite://PATH` (feature `sqlite`),
-/// `postgres://…` or `postgresql://…` (feature `postgres`).
+/// `redis://HOST[:PORT][/DB]` (feature `redis`), `postgres://…` or `postgresql://…` (feature `postgres`).
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Arc::new(stint_sqlite::SqliteStore::open_url(url)?)),
+        #[cfg(feature = "redis")]
+        "redis" => Ok(Arc::new(stint_redis::RedisStore::connect(url).await?)),
         // Checks the schema: an unmigrated database says to run `stint migrate`.
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(Arc::new(stint_postgres::PgStore::connect(url).await?)),
@@ -64,6 +69,8 @@ pub fn known_schemes() -> Vec<&'static str> {
     vec![
         #[cfg(feature = "sqlite")]
         "sqlite://PATH",
+        #[cfg(feature = "redis")]
+        "redis://HOST[:PORT][/DB]",
         #[cfg(feature = "postgres")]
         "postgres://USER@HOST[:PORT]/DB",
     ]

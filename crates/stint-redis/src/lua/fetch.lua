@@ -1,0 +1,118 @@
+-- fetch(ARGV: process, limit, fetch id, replay, queue...): moves up to
+-- `limit` jobs from the right (oldest) end of the queues, in the order
+-- given, into leases held by the process (a field of stint:leases:PROCESS
+-- and one of stint:payloads:PROCESS each, written in one HSET per hash),
+-- marked with the fetch id. A job's own hash is only read, and only when it has one: a new job's
+-- first stint writes nothing per job until it ends. With replay = 1 (the
+-- caller lost the reply of an earlier call with this id, as when Redis
+-- died before answering), the jobs that call leased are returned instead,
+-- if it ran; otherwise it runs now. A payload that is not a job is moved
+-- to `dead` inside a well-formed wrapper job (its text kept as args[0]),
+-- never dropped.
+-- Returns {now, {payload, meta, payload, meta...}, {{wrapper jid, queue,
+-- why}...}}, meta = "stints NL recoveries NL queue NL jid NL checkpoint".
+local P = ARGV[1]
+local limit = tonumber(ARGV[2])
+local fid = ARGV[3]
+local now = now_ms()
+local leases = 'stint:leases:' .. P
+local jobs, bad, entries, payloads = {}, {}, {}, {}
+
+if ARGV[4] == '1' then
+  local all = redis.call('HGETALL', leases)
+  for k = 1, #all, 2 do
+    local L = lease_unpack(all[k + 1])
+    if L and L.fid == fid then
+      local h = redis.call('HMGET', 'stint:job:' .. all[k], 'cp', 'recoveries')
+      jobs[#jobs + 1] = lease_payload(P, all[k])
+      jobs[#jobs + 1] = L.stint .. '\n' .. (h[2] or '0') .. '\n' .. L.queue .. '\n' .. all[k] .. '\n' .. (h[1] or '')
+      now = L.started
+    end
+  end
+  if #jobs > 0 then return {now, jobs, bad} end
+end
+
+local function dead_letter(payload, q, why)
+  local jid = string.sub(redis.sha1hex(payload .. ':' .. now .. ':' .. #bad), 1, 24)
+  local msg = 'malformed payload in queue:' .. q .. ': ' .. why ..
+    '; the original text is kept as args[0] of this dead job'
+  local wrapper = cjson.encode({
+    class = 'stint::MalformedPayload', args = {payload}, jid = jid, queue = q,
+    retry = false, created_at = now / 1000, failed_at = now / 1000,
+    error_class = 'stint::MalformedPayload', error_message = msg})
+  redis.call('ZADD', 'dead', secs(now), wrapper)
+  redis.call('HSET', 'stint:job:' .. jid, 'state', 'dead', 'payload', wrapper, 'queue', q,
+    'kind', 'stint::MalformedPayload', 'reason', msg, 'finished', now)
+  bad[#bad + 1] = {jid, q, why}
+end
+
+-- The jid and class of a payload. The common case (each key once, plain
+-- strings) is read without decoding the JSON; anything else is decoded.
+local function ids(payload)
+  local jid = string.match(payload, '"jid":"([^"\\]+)"')
+  local class = string.match(payload, '"class":"([^"\\]+)"')
+  if jid and class and not string.find(payload, '"jid":', string.find(payload, '"jid":', 1, true) + 6, true)
+      and not string.find(payload, '"class":', string.find(payload, '"class":', 1, true) + 8, true) then
+    return jid, class
+  end
+  local ok, job = pcall(cjson.decode, payload)
+  if not ok then return nil, nil, 'not valid JSON' end
+  if type(job) ~= 'table' then return nil, nil, 'not a JSON object' end
+  if type(job.class) ~= 'string' then return nil, nil, 'no "class" string' end
+  if type(job.jid) ~= 'string' then return nil, nil, 'no "jid" string' end
+  return job.jid, job.class
+end
+
+-- Pop, and check the payloads.
+local popped = {}
+for i = 5, #ARGV do
+  local want = limit - #popped
+  if want <= 0 then break end
+  local q = ARGV[i]
+  if redis.call('SISMEMBER', 'stint:paused-queues', q) == 0 then
+    local items = redis.call('RPOP', 'queue:' .. q, want)
+    if items then
+      for _, payload in ipairs(items) do
+        local jid, class, why = ids(payload)
+        if jid and (jid == '' or #jid > 64 or string.find(jid, '%s')) then
+          jid, why = nil, 'no usable "jid" (1 to 64 characters, no spaces)'
+        end
+        if jid then
+          popped[#popped + 1] = {jid, (string.gsub(class, '\n', ' ')), q, payload}
+        else
+          dead_letter(payload, q, why)
+        end
+      end
+    end
+  end
+end
+
+-- Jobs with a hash have run before (or were paused, split...): their
+-- stints so far, checkpoint and recoveries are read. One EXISTS tells
+-- when none has, as for a queue of new jobs.
+local keys = {}
+for k, j in ipairs(popped) do keys[k] = 'stint:job:' .. j[1] end
+local known = 0
+for s = 1, #keys, 1000 do
+  known = known + redis.call('EXISTS', unpack(keys, s, math.min(s + 999, #keys)))
+end
+for k, j in ipairs(popped) do
+  local stints, cp, rec, parent, fresh = 1, '', '0', '', '1'
+  if known > 0 then
+    local h = redis.call('HMGET', keys[k], 'stints', 'cp', 'recoveries', 'parent', 'state')
+    if h[1] or h[4] or h[5] then fresh = '0' end
+    stints, cp, rec, parent = (tonumber(h[1]) or 0) + 1, h[2] or '', h[3] or '0', h[4] or ''
+  end
+  entries[#entries + 1] = j[1]
+  entries[#entries + 1] = lease_pack(stints, now, fid, parent, j[3], fresh, j[2])
+  payloads[#payloads + 1] = j[1]
+  payloads[#payloads + 1] = j[4]
+  jobs[#jobs + 1] = j[4]
+  jobs[#jobs + 1] = stints .. '\n' .. rec .. '\n' .. j[3] .. '\n' .. j[1] .. '\n' .. cp
+end
+if #entries > 0 then
+  call_many('HSET', leases, entries)
+  call_many('HSET', 'stint:payloads:' .. P, payloads)
+  redis.call('SADD', 'stint:holders', P)
+end
+return {now, jobs, bad}

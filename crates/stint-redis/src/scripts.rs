@@ -1,0 +1,35 @@
+//! The Lua scripts: every state transition is one of them, run atomically
+//! by Redis (by SHA, loaded again when Redis has forgotten it, as after a
+//! restart). Each is `lua/prelude.lua` followed by its own file.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/prelude.lua"),
+                "\n",
+                include_str!($file)
+            ))
+        });
+    };
+}
+
+script!(FETCH, "lua/fetch.lua");
+script!(CHECKPOINT, "lua/checkpoint.lua");
+script!(COMPLETE, "lua/complete.lua");
+script!(RECOVER, "lua/recover.lua");
+script!(REGISTER, "lua/register.lua");
+script!(HEARTBEAT, "lua/heartbeat.lua");
+script!(PROCESSES, "lua/processes.lua");
+script!(DUE, "lua/due.lua");
+script!(PROMOTE, "lua/promote.lua");
+script!(JOB, "lua/job.lua");
+script!(COMMAND, "lua/command.lua");
+script!(CONTROLS, "lua/controls.lua");
+script!(SPLIT, "lua/split.lua");
+script!(CLEAR_QUEUE, "lua/clear_queue.lua");
+script!(PROCESS_COMMAND, "lua/process_command.lua");
