@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
+
 use crate::ctx::Ctx;
 use crate::error::{Interrupt, JobError};
 use crate::interrupt::StopSignal;
@@ -65,9 +67,10 @@ pub(crate) async fn run_stint(
         })
     });
 
-    let mut task = tokio::spawn(fut);
+    // The stint runs in this task; a panic is caught as a failed stint, and
+    // an abort (shutdown timeout) drops it.
     let joined = tokio::select! {
-        joined = &mut task => Some(joined),
+        joined = std::panic::AssertUnwindSafe(fut).catch_unwind() => Some(joined),
         _ = shared.abort.cancelled() => None,
     };
     if let Some(t) = limit_task {
@@ -76,7 +79,6 @@ pub(crate) async fn run_stint(
     let elapsed = started.elapsed();
 
     let Some(joined) = joined else {
-        task.abort();
         tracing::warn!(jid = %job.jid, kind = %job.kind,
             "did not stop within the shutdown timeout; aborted and put back with its last saved checkpoint");
         return Some(Completion {
@@ -121,8 +123,7 @@ pub(crate) async fn run_stint(
             })
         }
         Ok((_ctx, Err(e))) => Some(failure(&job, lease, e)),
-        Err(join) if join.is_panic() => {
-            let panic = join.into_panic();
+        Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -134,13 +135,6 @@ pub(crate) async fn run_stint(
                 JobError::msg(format!("panicked: {msg}")),
             ))
         }
-        Err(_) => Some(Completion {
-            lease,
-            checkpoint: None,
-            outcome: Outcome::Requeue {
-                reason: "stint task cancelled".into(),
-            },
-        }),
     }
 }
 
