@@ -8,7 +8,10 @@
 pub mod postgres;
 pub mod redis;
 
+use std::io;
 use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 /// A TCP port free on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
@@ -16,4 +19,22 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port on 127.0.0.1")
+}
+
+/// A shell that waits for this (test) process to end, then runs `cleanup`
+/// (stop the server) and removes `dir`: a private server must not outlive a
+/// test process that died without dropping it. Kill the returned child when
+/// the server is stopped normally.
+pub(crate) fn watchdog(cleanup: &str, dir: &Path) -> io::Result<Child> {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {cleanup} >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        dir = dir.display(),
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
 }

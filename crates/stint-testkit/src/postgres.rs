@@ -209,19 +209,8 @@ impl PgServer {
             Some(user) => format!("runuser -u {user} -- {}", pg_ctl.display()),
             None => pg_ctl.display().to_string(),
         };
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             {stop} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
-            pid = std::process::id(),
-            data = self.data_dir().display(),
-            dir = self.dir.path().display(),
-        );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        let stop = format!("{stop} -D {} -m immediate stop", self.data_dir().display());
+        crate::watchdog(&stop, self.dir.path())
     }
 }
 

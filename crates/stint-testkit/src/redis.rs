@@ -144,19 +144,8 @@ impl RedisServer {
     /// A shell that kills the server (whatever its current pid) once this
     /// test process is gone.
     fn spawn_watchdog(&self) -> io::Result<Child> {
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             kill -9 $(cat {pidfile} 2>/dev/null) 2>/dev/null; rm -rf {dir}",
-            pid = std::process::id(),
-            pidfile = self.pidfile().display(),
-            dir = self.dir.path().display(),
-        );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        let kill = format!("kill -9 $(cat {} 2>/dev/null)", self.pidfile().display());
+        crate::watchdog(&kill, self.dir.path())
     }
 }
 
