@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::StoreError;
 use crate::error::StoreResult;
 use crate::metrics::Metrics;
 use crate::model::{
@@ -237,20 +236,10 @@ pub trait Store: Send + Sync + 'static {
         checkpoint: &Checkpoint,
         step: &str,
         children: Vec<NewJob>,
-    ) -> StoreResult<()> {
-        let _ = (checkpoint, step, children);
-        Err(crate::error::StoreError::Other(format!(
-            "job {}: split jobs are not supported by the {} store yet",
-            lease.jid,
-            self.kind()
-        )))
-    }
+    ) -> StoreResult<()>;
 
     /// The children of a split job, in the order they were pushed.
-    async fn children(&self, parent: &Jid) -> StoreResult<Vec<ChildRecord>> {
-        let _ = parent;
-        Ok(Vec::new())
-    }
+    async fn children(&self, parent: &Jid) -> StoreResult<Vec<ChildRecord>>;
 
     // ---- maintenance (any process may run these; they are idempotent) ----
 
@@ -288,54 +277,32 @@ pub trait Store: Send + Sync + 'static {
     /// queue; running jobs go on.
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> StoreResult<()>;
 
-    // ---- dashboard (defaults for stores that do not have them yet) ----
+    // ---- dashboard ----
 
     /// Deletes every enqueued job of `queue` (jobs running, paused,
     /// scheduled or retrying stay). Returns how many were deleted.
-    async fn clear_queue(&self, queue: &str) -> StoreResult<u64> {
-        Err(unsupported(
-            self.kind(),
-            &format!("clearing queue {queue:?}"),
-        ))
-    }
+    async fn clear_queue(&self, queue: &str) -> StoreResult<u64>;
 
     /// Deletes a job with its history and errors. Refused with
     /// `InvalidState` for a job that is running (cancel it first), for a
     /// split parent waiting for its children, and for an unfinished child
     /// of a waiting parent (which would wait for it forever: cancel the
     /// child instead); `NotFound` when there is no such job.
-    async fn delete(&self, jid: &Jid) -> StoreResult<()> {
-        Err(unsupported(self.kind(), &format!("deleting job {jid}")))
-    }
+    async fn delete(&self, jid: &Jid) -> StoreResult<()>;
 
     /// Records an operator's command to a live worker process, which acts
     /// on it at its next heartbeat (`process_command`). A `Stop` is never
     /// replaced by a `Quiet`. `NoProcess` when no live process has the id.
-    async fn command_process(&self, process: &str, command: ProcessCommand) -> StoreResult<()> {
-        Err(unsupported(
-            self.kind(),
-            &format!("sending {} to process {process}", command.as_str()),
-        ))
-    }
+    async fn command_process(&self, process: &str, command: ProcessCommand) -> StoreResult<()>;
 
     /// The command an operator gave `process`, if any; the runtime polls it
     /// with every heartbeat.
-    async fn process_command(&self, process: &str) -> StoreResult<Option<ProcessCommand>> {
-        let _ = process;
-        Ok(None)
-    }
+    async fn process_command(&self, process: &str) -> StoreResult<Option<ProcessCommand>>;
 
     /// The counters of stint ends and recoveries by job kind and queue
     /// (see [`crate::metrics`]), kept in the same transactions as the
     /// transitions they count.
-    async fn metrics(&self) -> StoreResult<Metrics> {
-        Err(unsupported(self.kind(), "metrics"))
-    }
-}
-
-/// The error of an operation a store does not implement yet.
-fn unsupported(store: &str, what: &str) -> StoreError {
-    StoreError::Other(format!("{what}: not supported by the {store} store yet"))
+    async fn metrics(&self) -> StoreResult<Metrics>;
 }
 
 /// A caller's own database transaction that a checkpoint can be written in
