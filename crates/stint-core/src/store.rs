@@ -305,6 +305,25 @@ pub trait Store: Send + Sync + 'static {
     async fn metrics(&self) -> StoreResult<Metrics>;
 }
 
+/// The rule of `Store::delete`, for every store: a running job, a split
+/// parent waiting for its children, and an unfinished child of a waiting
+/// parent cannot be deleted.
+pub fn check_deletable(jid: &Jid, state: JobState, parent_waiting: bool) -> StoreResult<()> {
+    let message = match state {
+        JobState::Running => "a running job cannot be deleted; cancel it, then delete it",
+        JobState::Waiting => "it waits for the children it split into; cancel it, then delete it",
+        _ if !state.is_final() && parent_waiting => {
+            "its split parent waits for it; cancel it instead (the parent then carries on)"
+        }
+        _ => return Ok(()),
+    };
+    Err(crate::error::StoreError::InvalidState {
+        jid: jid.clone(),
+        state: state.to_string(),
+        message: message.to_owned(),
+    })
+}
+
 /// A caller's own database transaction that a checkpoint can be written in
 /// (`Ctx::checkpoint_in`), so the job's writes and its progress commit
 /// together. Implemented by the SQL stores for their async transaction

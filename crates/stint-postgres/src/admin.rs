@@ -44,29 +44,7 @@ pub async fn delete(c: &mut Client, jid: &Jid) -> StoreResult<()> {
         .ok_or_else(|| StoreError::NotFound(jid.clone()))?;
     let state: JobState = row.get::<_, &str>(0).parse().map_err(StoreError::Corrupt)?;
     let parent_state: Option<&str> = row.get(1);
-    let refuse = |message: &str| StoreError::InvalidState {
-        jid: jid.clone(),
-        state: state.to_string(),
-        message: message.to_owned(),
-    };
-    match state {
-        JobState::Running => {
-            return Err(refuse(
-                "a running job cannot be deleted; cancel it, then delete it",
-            ))
-        }
-        JobState::Waiting => {
-            return Err(refuse(
-                "it waits for the children it split into; cancel it, then delete it",
-            ))
-        }
-        _ if !state.is_final() && parent_state == Some("waiting") => {
-            return Err(refuse(
-                "its split parent waits for it; cancel it instead (the parent then carries on)",
-            ))
-        }
-        _ => {}
-    }
+    stint_core::store::check_deletable(jid, state, parent_state == Some("waiting"))?;
     tx.execute("DELETE FROM stint_jobs WHERE jid = $1", &[&jid.as_str()])
         .await
         .map_err(pg_err)?;

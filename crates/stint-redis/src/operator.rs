@@ -228,23 +228,12 @@ fn decide(cmd: Cmd, jid: &Jid, f: &Found) -> StoreResult<Decision> {
             ),
             _ => return Err(invalid(jid, st, "it has ended; there is nothing to cancel")),
         },
-        Cmd::Delete => match st {
-            JobState::Running => {
-                return Err(invalid(
-                    jid,
-                    st,
-                    "a running job cannot be deleted; cancel it, then delete it",
-                ))
-            }
-            JobState::Waiting => {
-                return Err(invalid(
-                    jid,
-                    st,
-                    "it waits for the children it split into; cancel it, then delete it",
-                ))
-            }
-            _ => Move(To::Delete, "", CommandEffect::Done(st)),
-        },
+        Cmd::Delete => {
+            // Whether a child's parent waits is not known here: the rule's
+            // first two parts apply.
+            stint_core::store::check_deletable(jid, st, false)?;
+            Move(To::Delete, "", CommandEffect::Done(st))
+        }
         Cmd::Retry => match st {
             JobState::Dead | JobState::Cancelled | JobState::Retrying | JobState::Scheduled => {
                 Move(

@@ -45,29 +45,7 @@ pub fn delete(tx: &Transaction, jid: &Jid) -> StoreResult<()> {
         return Err(StoreError::NotFound(jid.clone()));
     };
     let state: JobState = state.parse().map_err(StoreError::Corrupt)?;
-    let refuse = |message: &str| StoreError::InvalidState {
-        jid: jid.clone(),
-        state: state.to_string(),
-        message: message.to_owned(),
-    };
-    match state {
-        JobState::Running => {
-            return Err(refuse(
-                "a running job cannot be deleted; cancel it, then delete it",
-            ))
-        }
-        JobState::Waiting => {
-            return Err(refuse(
-                "it waits for the children it split into; cancel it, then delete it",
-            ))
-        }
-        _ if !state.is_final() && parent_state.as_deref() == Some("waiting") => {
-            return Err(refuse(
-                "its split parent waits for it; cancel it instead (the parent then carries on)",
-            ))
-        }
-        _ => {}
-    }
+    stint_core::store::check_deletable(jid, state, parent_state.as_deref() == Some("waiting"))?;
     for table in ["stint_stints", "stint_errors", "stint_jobs"] {
         exec(
             tx,
