@@ -4,9 +4,11 @@
 //!
 //! - `redis`: a private `redis-server` (AOF on, so a restart keeps data).
 //! - `postgres`: a private PostgreSQL cluster (`initdb`, `pg_ctl`).
+//! - `worker`: worker processes to signal and kill, and `wait_for`.
 
 pub mod postgres;
 pub mod redis;
+pub mod worker;
 
 use std::io;
 use std::net::TcpListener;

@@ -36,103 +36,47 @@ pub async fn fresh_store(params: &str) -> (PgStore, String) {
 
 // ---- worker processes ----
 
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
+use std::process::Command;
+
+#[allow(unused_imports)] // not every test file waits
+pub use stint_testkit::worker::{wait_for, Worker};
 
 /// The worker binary of this crate's end-to-end tests.
 pub const WORKER_BIN: &str = env!("CARGO_BIN_EXE_stint-pg-test-worker");
 
-/// A `stint-pg-test-worker` process; its stderr goes to a log file.
-pub struct WorkerProc {
-    child: Child,
-    pub log: PathBuf,
-}
+/// A `stint-pg-test-worker` process; see `stint_testkit::worker::Worker`.
+pub struct WorkerProc(Worker);
 
 impl WorkerProc {
     pub fn start(url: &str, concurrency: usize, env: &[(&str, &str)]) -> Self {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log =
-            std::env::temp_dir().join(format!("stint-pg-worker-{}-{n}.log", std::process::id()));
-        let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(WORKER_BIN);
-        cmd.arg(url)
-            .arg(concurrency.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file);
+        cmd.arg(url).arg(concurrency.to_string());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        WorkerProc {
-            child: cmd.spawn().expect("start worker"),
-            log,
-        }
+        WorkerProc(Worker::spawn(cmd, &std::env::temp_dir()))
     }
+}
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+impl Deref for WorkerProc {
+    type Target = Worker;
+    fn deref(&self) -> &Worker {
+        &self.0
     }
+}
 
-    pub fn signal(&self, sig: i32) {
-        let r = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(r, 0, "signal {sig} to worker {}", self.child.id());
-    }
-
-    /// SIGKILL, and waits until the process is gone.
-    pub fn kill9(&mut self) {
-        self.signal(libc::SIGKILL);
-        let _ = self.child.wait();
-    }
-
-    /// Waits for the process to exit, up to `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+impl DerefMut for WorkerProc {
+    fn deref_mut(&mut self) -> &mut Worker {
+        &mut self.0
     }
 }
 
 impl Drop for WorkerProc {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
         if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
+            let _ = std::fs::remove_file(&self.0.log);
         }
-    }
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, or panics after
-/// `timeout` saying what did not happen.
-pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
