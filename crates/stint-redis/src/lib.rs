@@ -133,6 +133,9 @@ pub(crate) struct Running {
     pub queue: String,
     /// When the stint started, by the Redis clock.
     pub started_ms: i64,
+    /// The lease entry as the fetch wrote it (lua/prelude.lua, lease_pack):
+    /// the fence of the fast path of complete.lua, compared whole.
+    pub lease: String,
 }
 
 /// A Redis error as a store error: connection trouble is `Unavailable`

@@ -77,8 +77,8 @@ pub(crate) async fn fetch(
     // is busy with it); a larger limit takes more round trips. A call whose
     // reply was lost (Redis went away before answering) is replayed by the
     // next fetch of the process, so the jobs it leased are not stranded.
-    // Pairs of values: payload, meta (lua/fetch.lua).
-    let mut jobs: Vec<[Value; 2]> = Vec::new();
+    // Triples of values: payload, meta, lease (lua/fetch.lua).
+    let mut jobs: Vec<[Value; 3]> = Vec::new();
     let mut now = now_ms();
     while jobs.len() < limit {
         let want = (limit - jobs.len()).min(MAX_FETCH);
@@ -92,15 +92,16 @@ pub(crate) async fn fetch(
         let reply: Value = s.watch(inv.invoke_async(&mut s.conn().await?).await)?;
         let mut reply = items(reply).into_iter();
         now = reply.next().map(|v| int(&v)).unwrap_or(now);
-        let mut got: Vec<[Value; 2]> = Vec::new();
+        let mut got: Vec<[Value; 3]> = Vec::new();
         let mut flat = reply.next().map(items).unwrap_or_default().into_iter();
-        while let (Some(payload), Some(meta)) = (flat.next(), flat.next()) {
-            got.push([payload, meta]);
+        while let (Some(payload), Some(meta), Some(lease)) = (flat.next(), flat.next(), flat.next())
+        {
+            got.push([payload, meta, lease]);
         }
         log_malformed(reply.next().map(items).unwrap_or_default());
         if replay {
             // Only what the caller has not seen, and no more than it asked.
-            got.retain(|[payload, _]| {
+            got.retain(|[payload, _, _]| {
                 payload::parse(&text(payload)).is_ok_and(|p| !s.is_running(&p.jid))
             });
             if got.len() > want {
@@ -124,7 +125,7 @@ async fn finish(
     s: &RedisStore,
     process: &str,
     now: i64,
-    jobs: Vec<[Value; 2]>,
+    jobs: Vec<[Value; 3]>,
 ) -> StoreResult<Vec<Leased>> {
     let mut out = Vec::with_capacity(jobs.len());
     let mut unreadable = Vec::new();
@@ -132,6 +133,7 @@ async fn finish(
         let payload = text(&pair[0]);
         // stints, recoveries, queue, jid, checkpoint (lua/fetch.lua)
         let meta = text(&pair[1]);
+        let lease_entry = text(&pair[2]);
         let mut meta = meta.splitn(5, '\n');
         let mut next = || meta.next().unwrap_or_default().to_owned();
         let (stints, recoveries, queue, leased_as, cp) = (next(), next(), next(), next(), next());
@@ -165,6 +167,7 @@ async fn finish(
                 payload,
                 queue,
                 started_ms: now,
+                lease: lease_entry,
             },
         );
         let lease = Lease {
@@ -281,18 +284,22 @@ pub(crate) async fn complete(
     for c in &completions {
         let lease = &c.lease;
         let fetched = s.take_running(&lease.jid, lease.stint);
-        // The common end, a success of a job this store fetched: its record
-        // is built here, and the script writes it as it is.
+        // The common end, a first stint's success of a job this store
+        // fetched: its record is built here, and the script checks the
+        // lease entry and writes the record as it is.
         if let (Outcome::Succeeded { result }, Some(cp), Some(run)) =
             (&c.outcome, &c.checkpoint, &fetched)
         {
-            let record = ok_record(lease, run, now, cp, result.as_ref());
-            inv.arg("K")
-                .arg(lease.jid.as_str())
-                .arg(&lease.process)
-                .arg(lease.stint)
-                .arg(record);
-            continue;
+            if let Some(group) = fast_group(&run.lease) {
+                let record = ok_record(lease, run, now, cp, result.as_ref());
+                inv.arg("K")
+                    .arg(lease.jid.as_str())
+                    .arg(&lease.process)
+                    .arg(&run.lease)
+                    .arg(group)
+                    .arg(record);
+                continue;
+            }
         }
         let (mut payload2, mut score, mut err, mut result) =
             (String::new(), String::new(), String::new(), String::new());
@@ -364,6 +371,24 @@ fn ok_record(
         "{}\n{}\n{now}\n{}\n{}\n{cp}\n{result}\n{}",
         lease.stint, run.started_ms, lease.process, run.queue, run.payload
     )
+}
+
+/// For the lease entry of a job's first stint that is no split child
+/// (lua/prelude.lua, lease_pack: "stint NL started NL fetch id NL parent NL
+/// queue NL fresh NL class"), its metrics group for complete.lua's fast
+/// path: "started NL queue NL class".
+fn fast_group(lease: &str) -> Option<String> {
+    let mut f = lease.splitn(7, '\n');
+    let (_stint, started, _fid, parent, queue, fresh, class) = (
+        f.next()?,
+        f.next()?,
+        f.next()?,
+        f.next()?,
+        f.next()?,
+        f.next()?,
+        f.next()?,
+    );
+    (parent.is_empty() && fresh == "1").then(|| format!("{started}\n{queue}\n{class}"))
 }
 
 /// The history record of the stint a completion ends, when this store

@@ -32,6 +32,12 @@ pub(crate) async fn run_stint(
         return Some(failure(&job, lease, JobError::msg(msg)));
     };
 
+    // Asked to stop while it waited for a slot (a prefetched job): it ends
+    // before it starts.
+    if let Some(why) = signal.get() {
+        return unstarted(lease, Some(why), &format!("{why} before it started"));
+    }
+
     let ctx = Ctx::new(
         &job,
         lease.clone(),
@@ -136,6 +142,26 @@ pub(crate) async fn run_stint(
             ))
         }
     }
+}
+
+/// The end of a stint that never started (a prefetched job): paused or
+/// cancelled when an operator asked for it meanwhile, else back to the head
+/// of its queue with its checkpoint, saying `reason`; nothing when its lease
+/// was lost.
+pub(crate) fn unstarted(lease: Lease, why: Option<Interrupt>, reason: &str) -> Option<Completion> {
+    let outcome = match why {
+        Some(Interrupt::LeaseLost | Interrupt::Split) => return None,
+        Some(Interrupt::Pause) => Outcome::Paused,
+        Some(Interrupt::Cancel) => Outcome::Cancelled,
+        _ => Outcome::Requeue {
+            reason: reason.into(),
+        },
+    };
+    Some(Completion {
+        lease,
+        checkpoint: None,
+        outcome,
+    })
 }
 
 /// The end of a failed stint: a retry while attempts are left, else dead.

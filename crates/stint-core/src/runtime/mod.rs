@@ -1,22 +1,24 @@
 //! The worker runtime: fetches jobs, runs stints, records how they end,
 //! keeps its leases alive and stops cleanly.
 //!
-//! Pieces, one module each: `executor` (one stint), `completer` (records
-//! stint ends in batches), `upkeep` (heartbeat, operator commands, due jobs,
+//! Pieces, one module each: `fetcher` (leases jobs, starts stints, stops
+//! them at shutdown), `executor` (one stint), `completer` (records stint
+//! ends in batches), `upkeep` (heartbeat, operator commands, due jobs,
 //! orphan recovery), `signals` (SIGTERM, SIGINT, SIGTSTP).
 
 mod completer;
 mod executor;
+mod fetcher;
 mod signals;
 mod trouble;
 mod upkeep;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Interrupt, StoreError};
@@ -97,6 +99,12 @@ pub struct WorkerConfig {
     /// fetcher waits for more to free up, so that one fetch (one round
     /// trip) takes many short jobs at once instead of one each.
     pub fetch_coalesce: Duration,
+    /// Leased jobs a process may hold beyond its free slots, while its
+    /// stints end faster than a fetch's round trip (short jobs): the next
+    /// jobs are at hand when a slot frees. About as many as the slots
+    /// finish in 10 ms are buffered, at most this many; none while stints
+    /// are long. 0 turns prefetching off.
+    pub prefetch: usize,
     /// How often a running job's checkpoint is written at most.
     pub flush_interval: Duration,
     /// Recoveries after which a job is a poison pill and goes to `dead`.
@@ -120,6 +128,7 @@ impl Default for WorkerConfig {
             maintenance_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(100),
             fetch_coalesce: Duration::from_millis(2),
+            prefetch: 1000,
             flush_interval: Duration::from_secs(1),
             max_recoveries: 3,
             handle_signals: true,
@@ -208,6 +217,7 @@ impl WorkerBuilder {
                 process,
                 running: Mutex::new(HashMap::new()),
                 busy: AtomicU32::new(0),
+                ends: AtomicU64::new(0),
                 quiet: AtomicBool::new(false),
                 stop: CancellationToken::new(),
                 abort: CancellationToken::new(),
@@ -226,6 +236,8 @@ pub(crate) struct Shared {
     /// The stop signal of every running stint, by jid.
     pub(crate) running: Mutex<HashMap<Jid, Arc<StopSignal>>>,
     pub(crate) busy: AtomicU32,
+    /// Stints ended so far (the fetcher's measure of pace).
+    pub(crate) ends: AtomicU64,
     pub(crate) quiet: AtomicBool,
     /// Stop fetching and ask every job to stop.
     pub(crate) stop: CancellationToken,
@@ -341,7 +353,13 @@ impl Worker {
         let completer = tokio::spawn(completer::run(shared.clone(), done_rx));
         let upkeep = upkeep::spawn(shared.clone());
 
-        fetch_loop(shared.clone(), done_tx).await;
+        // The fetcher runs on the runtime's worker threads, beside the
+        // stints it starts (not on a thread blocked on `run`, which would
+        // hand every wake-up across threads).
+        let fetcher = tokio::spawn(fetcher::run(shared.clone(), done_tx));
+        if let Err(e) = fetcher.await {
+            tracing::error!(error = %e, "the fetcher task failed");
+        }
 
         // Every stint has ended and sent its completion; the completer
         // drains the channel and ends.
@@ -355,131 +373,5 @@ impl Worker {
             stints,
             handed_back,
         })
-    }
-}
-
-/// Takes jobs while slots are free, until stopped; then waits for running
-/// stints to stop, aborting them after the shutdown timeout.
-async fn fetch_loop(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<completer::Done>) {
-    let cfg = &shared.config;
-    let slots = Arc::new(Semaphore::new(cfg.concurrency));
-    // Stints that ended but whose end the store has not recorded yet: a
-    // slot is free again at once, but when the store falls behind, the
-    // worker stops taking jobs rather than pile up leases it has finished.
-    let unrecorded = Arc::new(Semaphore::new((cfg.concurrency * 4).max(64)));
-    let mut trouble = trouble::Trouble::new("fetch");
-    let mut backoff = Duration::from_millis(100);
-
-    while !shared.stop.is_cancelled() {
-        if shared.quiet.load(Ordering::SeqCst) {
-            tokio::select! {
-                _ = shared.wake.notified() => {}
-                _ = shared.stop.cancelled() => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-            continue;
-        }
-        let free = slots
-            .available_permits()
-            .min(unrecorded.available_permits());
-        if free == 0 {
-            tokio::select! {
-                _ = shared.wake.notified() => {}
-                _ = shared.stop.cancelled() => {}
-            }
-            continue;
-        }
-        // A fetch costs a round trip whatever its size: when few slots are
-        // free and more are busy, give them a moment to free up too.
-        let half = cfg.concurrency.div_ceil(2);
-        if free < half {
-            let until = tokio::time::Instant::now() + cfg.fetch_coalesce;
-            while slots.available_permits() < half {
-                tokio::select! {
-                    _ = shared.wake.notified() => {}
-                    _ = tokio::time::sleep_until(until) => break,
-                    _ = shared.stop.cancelled() => break,
-                }
-            }
-        }
-        let free = slots
-            .available_permits()
-            .min(unrecorded.available_permits());
-        let queues = cfg.queues.for_fetch();
-        let fetched = shared.store.fetch(&shared.process.id, &queues, free).await;
-        match trouble.result(fetched) {
-            Some(jobs) => {
-                backoff = Duration::from_millis(100);
-                let empty = jobs.is_empty();
-                for leased in jobs {
-                    let permit = slots.clone().try_acquire_owned().expect("a slot was free");
-                    let backlog = unrecorded
-                        .clone()
-                        .try_acquire_owned()
-                        .expect("room in the backlog");
-                    let signal = Arc::new(StopSignal::new());
-                    shared
-                        .running
-                        .lock()
-                        .unwrap()
-                        .insert(leased.job.jid.clone(), signal.clone());
-                    shared.busy.fetch_add(1, Ordering::SeqCst);
-                    let s = shared.clone();
-                    let tx = done_tx.clone();
-                    tokio::spawn(async move {
-                        let jid = leased.job.jid.clone();
-                        let completion = executor::run_stint(s.clone(), leased, signal).await;
-                        s.running.lock().unwrap().remove(&jid);
-                        s.busy.fetch_sub(1, Ordering::SeqCst);
-                        let _ = tx.send(completer::Done {
-                            jid,
-                            completion,
-                            backlog,
-                        });
-                        drop(permit);
-                        s.wake.notify_one();
-                    });
-                }
-                if empty && !shared.store.fetch_waits_for_jobs() {
-                    tokio::select! {
-                        _ = tokio::time::sleep(cfg.poll_interval) => {}
-                        _ = shared.stop.cancelled() => {}
-                    }
-                }
-            }
-            None => {
-                // Running jobs go on; fetching retries with backoff.
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shared.stop.cancelled() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-    drop(done_tx);
-
-    // Shutdown: ask every running stint to stop at its next checkpoint.
-    let running: Vec<Arc<StopSignal>> = shared.running.lock().unwrap().values().cloned().collect();
-    if !running.is_empty() {
-        tracing::info!(
-            running = running.len(),
-            timeout_s = cfg.shutdown_timeout.as_secs_f64(),
-            "stopping: asking running jobs to checkpoint and stop"
-        );
-    }
-    for s in running {
-        s.raise(Interrupt::Shutdown);
-    }
-    let all = slots.clone();
-    let waited = tokio::time::timeout(
-        cfg.shutdown_timeout,
-        all.acquire_many(cfg.concurrency as u32),
-    )
-    .await;
-    if waited.is_err() {
-        tracing::warn!("shutdown timeout passed; aborting the jobs still running");
-        shared.abort.cancel();
-        let _ = slots.acquire_many(cfg.concurrency as u32).await;
     }
 }

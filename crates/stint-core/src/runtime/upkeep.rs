@@ -115,7 +115,7 @@ async fn controls(shared: Arc<Shared>, stop: CancellationToken) {
     let mut trouble = Trouble::new("operator commands");
     let mut ticker = Ticker::new(shared.config.control_interval, stop);
     while ticker.tick().await {
-        if shared.busy.load(Ordering::SeqCst) == 0 {
+        if shared.running.lock().unwrap().is_empty() {
             continue;
         }
         let r = shared.store.controls(&shared.process.id).await;

@@ -1,41 +1,82 @@
 -- complete(ARGV: succeeded ttl s, max succeeded records, date, then the
--- ends of stints, each fenced by its lease (the leases of a process are
--- read in one HMGET):
---   K jid process stint okrecord        succeeded, its record built by the
---                                       store (see ok_unpack)
+-- ends of stints:
+--   K jid process lease group okrecord
+--       the common end, a success in the first stint of a job that is no
+--       split child (fetch.lua's fresh lease): fenced by the lease entry,
+--       compared whole; group = "started NL queue NL class" (its metrics);
+--       its record is built by the store (see ok_unpack)
 --   F jid process stint code label reason checkpoint done payload
---     retry-score error result record   any end; code S succeeded, R retry,
---                                       D dead, Q requeue (head of the
---                                       queue), P paused, C cancelled
--- A pause or cancel still pending when a stint ends as R or Q wins. Empty
--- checkpoint, done or payload: keep the stored one; empty record: written
--- here. Returns the jids whose lease was not current (nothing written).
+--     retry-score error result record
+--       any end, fenced by the stint number; code S succeeded, R retry,
+--       D dead, Q requeue (head of the queue), P paused, C cancelled
+-- The leases of a process are read in one HMGET. A pause or cancel still
+-- pending when a stint ends as R or Q wins. Empty checkpoint, done or
+-- payload: keep the stored one; empty record: written here. Returns the
+-- jids whose lease was not current (nothing written).
 local ttl = tonumber(ARGV[1])
 local keep_max = tonumber(ARGV[2])
 local date = ARGV[3]
 local now = now_ms()
+local now_s = tostring(now)
 local refused, released, dels, oks = {}, {}, {}, {}
 local succeeded, cancelled = {}, {}
 local processed, failed, dead_n = 0, 0, 0
 local delta = {}
 
--- The ends, and the fence: every lease named, one HMGET per process.
-local ends, by_process = {}, {}
+-- The ends: the ARGV index of each K by process, a table for each F.
+local ends, fast, by_process = {}, {}, {}
 local i = 4
 while i <= #ARGV do
-  local e = {jid = ARGV[i + 1], P = ARGV[i + 2], stint = ARGV[i + 3]}
+  local P = ARGV[i + 2]
   if ARGV[i] == 'K' then
-    e.code, e.okrec = 'S', ARGV[i + 4]
-    i = i + 5
+    local f = fast[P]
+    if not f then f = {}; fast[P] = f end
+    f[#f + 1] = i
+    i = i + 6
   else
+    local e = {jid = ARGV[i + 1], P = P, stint = ARGV[i + 3]}
     e.code, e.label, e.reason, e.cp, e.done = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
     e.payload, e.score, e.err, e.result, e.rec = ARGV[i + 9], ARGV[i + 10], ARGV[i + 11], ARGV[i + 12], ARGV[i + 13]
     i = i + 14
+    ends[#ends + 1] = e
+    by_process[P] = by_process[P] or {}
+    table.insert(by_process[P], e)
   end
-  ends[#ends + 1] = e
-  by_process[e.P] = by_process[e.P] or {}
-  table.insert(by_process[e.P], e)
 end
+
+-- The fast path: a lease entry equal to the one fetched is current.
+local groups = {}
+for P, idx in pairs(fast) do
+  local rel = released[P]
+  if not rel then rel = {}; released[P] = rel end
+  for s = 1, #idx, 1000 do
+    local fields = {}
+    for k = s, math.min(s + 999, #idx) do fields[#fields + 1] = ARGV[idx[k] + 1] end
+    local vals = redis.call('HMGET', 'stint:leases:' .. P, unpack(fields))
+    for k = 1, #fields do
+      local a, jid = idx[s + k - 1], fields[k]
+      if vals[k] == ARGV[a + 3] then
+        rel[#rel + 1] = jid
+        if ttl > 0 then
+          local n = #oks
+          oks[n + 1], oks[n + 2] = 'stint:ok:' .. jid, ARGV[a + 5]
+          n = #succeeded
+          succeeded[n + 1], succeeded[n + 2] = now_s, jid
+        end
+        local g = ARGV[a + 4]
+        groups[g] = (groups[g] or 0) + 1
+        processed = processed + 1
+      else
+        refused[#refused + 1] = jid
+      end
+    end
+  end
+end
+for g, n in pairs(groups) do
+  local started, queue, class = string.match(g, '^([^\n]*)\n([^\n]*)\n(.*)$')
+  count_stint(delta, class or '', queue or '', 'processed', math.max(now - (tonumber(started) or now), 0), n)
+end
+
 for P, es in pairs(by_process) do
   for s = 1, #es, 1000 do
     local fields = {}
@@ -54,51 +95,35 @@ for _, e in ipairs(ends) do
     released[P] = released[P] or {}
     table.insert(released[P], jid)
     local child = L.parent ~= ''
+    local ctl = ''
+    if code == 'R' or code == 'Q' then ctl = redis.call('HGET', key, 'control') or '' end
     local state
-    if e.okrec then
+    if code == 'S' then
       state = 'succeeded'
-      if L.fresh and not child and ttl > 0 then
-        -- The common case, a job done in its first stint: one string key,
-        -- written with the others of the batch in one MSET.
-        oks[#oks + 1] = 'stint:ok:' .. jid
-        oks[#oks + 1] = e.okrec
-      elseif not child and ttl <= 0 then
-        dels[#dels + 1] = key
-      else
-        local _, _, _, _, _, cp, result, payload = ok_unpack(e.okrec)
-        e.cp, e.result, e.payload = cp, result, payload
-        e.label, e.reason, e.done, e.rec = 'succeeded', '', string.match(cp, '"done":(%d+)') or '0', ''
-      end
+    elseif code == 'D' then
+      state = 'dead'
+    elseif code == 'P' then
+      state = 'paused'
+    elseif code == 'C' then
+      state = 'cancelled'
+    elseif ctl == 'pause' then
+      state = 'paused'
+    elseif ctl == 'cancel' then
+      state = 'cancelled'
+    elseif code == 'R' then
+      state = 'retrying'
     else
-      local ctl = ''
-      if code == 'R' or code == 'Q' then ctl = redis.call('HGET', key, 'control') or '' end
-      if code == 'S' then
-        state = 'succeeded'
-      elseif code == 'D' then
-        state = 'dead'
-      elseif code == 'P' then
-        state = 'paused'
-      elseif code == 'C' then
-        state = 'cancelled'
-      elseif ctl == 'pause' then
-        state = 'paused'
-      elseif ctl == 'cancel' then
-        state = 'cancelled'
-      elseif code == 'R' then
-        state = 'retrying'
-      else
-        state = 'enqueued'
-      end
-      if state == 'succeeded' and ttl <= 0 and not child then dels[#dels + 1] = key end
+      state = 'enqueued'
     end
+    if state == 'succeeded' and ttl <= 0 and not child then dels[#dels + 1] = key end
     if code == 'S' or code == 'R' or code == 'D' then processed = processed + 1 end
     if code == 'R' or code == 'D' then failed = failed + 1 end
     local counter = 'interrupted'
     if code == 'S' then counter = 'processed' elseif code == 'R' or code == 'D' then counter = 'failed' end
     count_stint(delta, L.class, L.queue, counter, math.max(now - L.started, 0))
 
-    -- Anything but a one-string record: the job's hash.
-    if e.label and not (state == 'succeeded' and ttl <= 0 and not child) then
+    -- The job's hash (unless nothing of a success is kept).
+    if not (state == 'succeeded' and ttl <= 0 and not child) then
       local payload = e.payload
       if payload == '' then payload = lease_payload(P, jid) end
       local done, rec = e.done, e.rec
@@ -138,7 +163,7 @@ for _, e in ipairs(ends) do
       end
     end
     if state == 'succeeded' and (ttl > 0 or child) then
-      succeeded[#succeeded + 1] = now
+      succeeded[#succeeded + 1] = now_s
       succeeded[#succeeded + 1] = jid
     end
     if state == 'succeeded' or state == 'dead' or state == 'cancelled' then

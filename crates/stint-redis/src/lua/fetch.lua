@@ -9,8 +9,10 @@
 -- if it ran; otherwise it runs now. A payload that is not a job is moved
 -- to `dead` inside a well-formed wrapper job (its text kept as args[0]),
 -- never dropped.
--- Returns {now, {payload, meta, payload, meta...}, {{wrapper jid, queue,
--- why}...}}, meta = "stints NL recoveries NL queue NL jid NL checkpoint".
+-- Returns {now, {payload, meta, lease, payload, meta, lease...}, {{wrapper
+-- jid, queue, why}...}}, meta = "stints NL recoveries NL queue NL jid NL
+-- checkpoint", lease as written (the fence complete.lua's fast path checks
+-- by equality).
 local P = ARGV[1]
 local limit = tonumber(ARGV[2])
 local fid = ARGV[3]
@@ -26,6 +28,7 @@ if ARGV[4] == '1' then
       local h = redis.call('HMGET', 'stint:job:' .. all[k], 'cp', 'recoveries')
       jobs[#jobs + 1] = lease_payload(P, all[k])
       jobs[#jobs + 1] = L.stint .. '\n' .. (h[2] or '0') .. '\n' .. L.queue .. '\n' .. all[k] .. '\n' .. (h[1] or '')
+      jobs[#jobs + 1] = all[k + 1]
       now = L.started
     end
   end
@@ -47,14 +50,22 @@ local function dead_letter(payload, q, why)
 end
 
 -- The jid and class of a payload. The common case (each key once, plain
--- strings) is read without decoding the JSON; anything else is decoded.
+-- strings without escapes) is read with plain searches, without decoding
+-- the JSON; anything else is decoded.
+local find, sub, byte = string.find, string.sub, string.byte
+local function plain_string(payload, key)
+  local _, e = find(payload, key, 1, true)
+  if not e or byte(payload, e + 1) ~= 34 then return nil end
+  local q = find(payload, '"', e + 2, true)
+  if not q or find(payload, key, q, true) then return nil end
+  local v = sub(payload, e + 2, q - 1)
+  if find(v, '\\', 1, true) then return nil end
+  return v
+end
+
 local function ids(payload)
-  local jid = string.match(payload, '"jid":"([^"\\]+)"')
-  local class = string.match(payload, '"class":"([^"\\]+)"')
-  if jid and class and not string.find(payload, '"jid":', string.find(payload, '"jid":', 1, true) + 6, true)
-      and not string.find(payload, '"class":', string.find(payload, '"class":', 1, true) + 8, true) then
-    return jid, class
-  end
+  local jid, class = plain_string(payload, '"jid":'), plain_string(payload, '"class":')
+  if jid and class then return jid, class end
   local ok, job = pcall(cjson.decode, payload)
   if not ok then return nil, nil, 'not valid JSON' end
   if type(job) ~= 'table' then return nil, nil, 'not a JSON object' end
@@ -63,10 +74,10 @@ local function ids(payload)
   return job.jid, job.class
 end
 
--- Pop, and check the payloads.
-local popped = {}
+-- Pop, and check the payloads (parallel arrays: jid, class, queue, payload).
+local pj, pc, pq, pp = {}, {}, {}, {}
 for i = 5, #ARGV do
-  local want = limit - #popped
+  local want = limit - #pj
   if want <= 0 then break end
   local q = ARGV[i]
   if redis.call('SISMEMBER', 'stint:paused-queues', q) == 0 then
@@ -74,11 +85,13 @@ for i = 5, #ARGV do
     if items then
       for _, payload in ipairs(items) do
         local jid, class, why = ids(payload)
-        if jid and (jid == '' or #jid > 64 or string.find(jid, '%s')) then
+        if jid and (jid == '' or #jid > 64 or find(jid, '%s')) then
           jid, why = nil, 'no usable "jid" (1 to 64 characters, no spaces)'
         end
         if jid then
-          popped[#popped + 1] = {jid, (string.gsub(class, '\n', ' ')), q, payload}
+          local n = #pj + 1
+          if find(class, '\n', 1, true) then class = string.gsub(class, '\n', ' ') end
+          pj[n], pc[n], pq[n], pp[n] = jid, class, q, payload
         else
           dead_letter(payload, q, why)
         end
@@ -91,24 +104,30 @@ end
 -- stints so far, checkpoint and recoveries are read. One EXISTS tells
 -- when none has, as for a queue of new jobs.
 local keys = {}
-for k, j in ipairs(popped) do keys[k] = 'stint:job:' .. j[1] end
+for k = 1, #pj do keys[k] = 'stint:job:' .. pj[k] end
 local known = 0
 for s = 1, #keys, 1000 do
   known = known + redis.call('EXISTS', unpack(keys, s, math.min(s + 999, #keys)))
 end
-for k, j in ipairs(popped) do
-  local stints, cp, rec, parent, fresh = 1, '', '0', '', '1'
+-- The lease of a new job's first stint, but for its jid and class.
+local first = '1\n' .. now .. '\n' .. fid .. '\n\n'
+for k = 1, #pj do
+  local jid, q, lease, meta = pj[k], pq[k], nil, nil
   if known > 0 then
     local h = redis.call('HMGET', keys[k], 'stints', 'cp', 'recoveries', 'parent', 'state')
-    if h[1] or h[4] or h[5] then fresh = '0' end
-    stints, cp, rec, parent = (tonumber(h[1]) or 0) + 1, h[2] or '', h[3] or '0', h[4] or ''
+    local stints = (tonumber(h[1]) or 0) + 1
+    if h[1] or h[4] or h[5] then
+      lease = lease_pack(stints, now, fid, h[4] or '', q, '0', pc[k])
+    end
+    meta = stints .. '\n' .. (h[3] or '0') .. '\n' .. q .. '\n' .. jid .. '\n' .. (h[2] or '')
   end
-  entries[#entries + 1] = j[1]
-  entries[#entries + 1] = lease_pack(stints, now, fid, parent, j[3], fresh, j[2])
-  payloads[#payloads + 1] = j[1]
-  payloads[#payloads + 1] = j[4]
-  jobs[#jobs + 1] = j[4]
-  jobs[#jobs + 1] = stints .. '\n' .. rec .. '\n' .. j[3] .. '\n' .. j[1] .. '\n' .. cp
+  lease = lease or (first .. q .. '\n1\n' .. pc[k])
+  meta = meta or ('1\n0\n' .. q .. '\n' .. jid .. '\n')
+  local e = #entries
+  entries[e + 1], entries[e + 2] = jid, lease
+  payloads[e + 1], payloads[e + 2] = jid, pp[k]
+  local j = #jobs
+  jobs[j + 1], jobs[j + 2], jobs[j + 3] = pp[k], meta, lease
 end
 if #entries > 0 then
   call_many('HSET', leases, entries)

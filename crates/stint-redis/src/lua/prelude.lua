@@ -165,18 +165,19 @@ local function count(delta, kind, queue, name, n)
   c.n[name] = (c.n[name] or 0) + n
 end
 
--- A stint of `ms` milliseconds that ended as `name` (processed, failed,
--- interrupted).
-local function count_stint(delta, kind, queue, name, ms)
+-- `n` (default 1) stints of `ms` milliseconds each that ended as `name`
+-- (processed, failed, interrupted).
+local function count_stint(delta, kind, queue, name, ms, n)
+  n = n or 1
   local c = counters(delta, kind, queue)
-  c.n[name] = (c.n[name] or 0) + 1
-  c.n.stint_count = (c.n.stint_count or 0) + 1
-  c.n.stint_sum_ms = (c.n.stint_sum_ms or 0) + ms
+  c.n[name] = (c.n[name] or 0) + n
+  c.n.stint_count = (c.n.stint_count or 0) + n
+  c.n.stint_sum_ms = (c.n.stint_sum_ms or 0) + ms * n
   local b = #STINT_MS_BUCKETS
   for i, le in ipairs(STINT_MS_BUCKETS) do
     if ms <= le then b = i - 1; break end
   end
-  c.b[b] = (c.b[b] or 0) + 1
+  c.b[b] = (c.b[b] or 0) + n
 end
 
 local function write_counts(delta)
