@@ -95,9 +95,7 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
     let cfg = &shared.config;
     let mut f = Fetcher {
         slots: Arc::new(Semaphore::new(cfg.concurrency)),
-        unrecorded: Arc::new(Semaphore::new(
-            (cfg.concurrency * 4).max(64) + cfg.prefetch,
-        )),
+        unrecorded: Arc::new(Semaphore::new((cfg.concurrency * 4).max(64) + cfg.prefetch)),
         buffer: VecDeque::new(),
         done_tx,
         shared: shared.clone(),
@@ -144,10 +142,9 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
                     let store = shared.store.clone();
                     let process = shared.process.id.clone();
                     let queues = cfg.queues.for_fetch();
-                    in_flight =
-                        Some(Box::pin(
-                            async move { store.fetch(&process, &queues, want).await },
-                        ));
+                    in_flight = Some(Box::pin(async move {
+                        store.fetch(&process, &queues, want).await
+                    }));
                 } else {
                     wake_at = earliest(wake_at, until);
                 }
@@ -186,7 +183,10 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
         }
     }
     let left: Vec<Buffered> = f.buffer.drain(..).collect();
-    f.hand_back_all(left, "handed back before it started: the worker is stopping");
+    f.hand_back_all(
+        left,
+        "handed back before it started: the worker is stopping",
+    );
     f.stop_running().await;
 }
 
@@ -271,7 +271,10 @@ impl Fetcher {
             .take_while(|b| b.since.elapsed() >= PREFETCH_HOLD)
             .count();
         let stale: Vec<Buffered> = self.buffer.drain(..stale).collect();
-        self.hand_back_all(stale, "handed back before it started: every slot stayed busy");
+        self.hand_back_all(
+            stale,
+            "handed back before it started: every slot stayed busy",
+        );
     }
 
     /// Hands back jobs taken from the head of their queues, the newest
@@ -320,8 +323,7 @@ impl Fetcher {
         }
         drop(self.done_tx);
         let all = cfg.concurrency as u32;
-        let waited =
-            tokio::time::timeout(cfg.shutdown_timeout, self.slots.acquire_many(all)).await;
+        let waited = tokio::time::timeout(cfg.shutdown_timeout, self.slots.acquire_many(all)).await;
         if waited.is_err() {
             tracing::warn!("shutdown timeout passed; aborting the jobs still running");
             self.shared.abort.cancel();

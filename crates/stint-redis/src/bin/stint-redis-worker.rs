@@ -201,7 +201,10 @@ async fn main() {
     if let Some(ttl) = env_ms("STINT_LEASE_TTL_MS") {
         builder = builder.lease_ttl(ttl);
     }
-    if let Some(n) = std::env::var("STINT_PREFETCH").ok().and_then(|n| n.parse().ok()) {
+    if let Some(n) = std::env::var("STINT_PREFETCH")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
         builder.config_mut().prefetch = n;
     }
     if std::env::var_os("STINT_NO_REAP").is_some() {

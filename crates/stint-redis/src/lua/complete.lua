@@ -3,8 +3,9 @@
 --   K jid process lease group okrecord
 --       the common end, a success in the first stint of a job that is no
 --       split child (fetch.lua's fresh lease): fenced by the lease entry,
---       compared whole; group = "started NL queue NL class" (its metrics);
---       its record is built by the store (see ok_unpack)
+--       compared whole (when a checkpoint changed it since, by its stint
+--       number, and written as an F); group = "started NL queue NL class"
+--       (its metrics); its record is built by the store (see ok_unpack)
 --   F jid process stint code label reason checkpoint done payload
 --     retry-score error result record
 --       any end, fenced by the stint number; code S succeeded, R retry,
@@ -67,7 +68,18 @@ for P, idx in pairs(fast) do
         groups[g] = (groups[g] or 0) + 1
         processed = processed + 1
       else
-        refused[#refused + 1] = jid
+        -- Changed since the fetch (a checkpoint wrote the job's hash): the
+        -- same stint still holds it when the stint number matches, and the
+        -- end is written as any other.
+        local L, stint = lease_unpack(vals[k]), string.match(ARGV[a + 3], '^([^\n]*)')
+        if L and L.stint == stint then
+          local _, _, _, _, _, cp, result, payload = ok_unpack(ARGV[a + 5])
+          ends[#ends + 1] = {jid = jid, P = P, stint = stint, L = L, code = 'S', label = 'succeeded',
+            reason = '', cp = cp, done = string.match(cp, '"done":(%d+)') or '0', payload = payload,
+            score = '', err = '', result = result, rec = ''}
+        else
+          refused[#refused + 1] = jid
+        end
       end
     end
   end

@@ -1,0 +1,202 @@
+//! Prefetching: while stints end quickly a worker leases jobs ahead of its
+//! free slots. When its slots then turn busy with long jobs, the jobs it
+//! holds ahead go back to their queue, where another process takes them;
+//! at shutdown they are handed back at once. In this process, against a
+//! real SQLite store.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use stint::sqlite::SqliteStore;
+use stint::{Client, Ctx, Job, JobError, JobState, Push, RunSummary, Store, StoreError, Worker};
+use stint_e2e::harness::wait_for;
+use tokio::task::JoinHandle;
+
+/// Labels of the `Quick` jobs that ran, with the process that ran them.
+static RAN: LazyLock<Mutex<Vec<(String, String)>>> = LazyLock::new(Default::default);
+/// `Hold` jobs run until this is set (or they are asked to stop).
+static RELEASE: AtomicBool = AtomicBool::new(false);
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Quick {
+    label: String,
+}
+
+impl Job for Quick {
+    const KIND: &'static str = "Quick";
+    async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
+        RAN.lock()
+            .unwrap()
+            .push((self.label.clone(), ctx.lease().process.clone()));
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Hold {}
+
+impl Job for Hold {
+    const KIND: &'static str = "Hold";
+    async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
+        while !RELEASE.load(Ordering::SeqCst) {
+            if ctx.interrupted().is_cancelled() {
+                return Err(JobError::Interrupted(stint::Interrupt::Shutdown));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+}
+
+struct Running {
+    id: String,
+    handle: stint::WorkerHandle,
+    task: JoinHandle<Result<RunSummary, StoreError>>,
+}
+
+fn start(store: &Arc<dyn Store>, concurrency: usize) -> Running {
+    let worker = Worker::builder(store.clone())
+        .register::<Quick>()
+        .register::<Hold>()
+        .concurrency(concurrency)
+        .handle_signals(false)
+        .shutdown_timeout(Duration::from_secs(5))
+        .build();
+    let handle = worker.handle();
+    Running {
+        id: handle.process_id().to_owned(),
+        handle,
+        task: tokio::spawn(worker.run()),
+    }
+}
+
+impl Running {
+    async fn stop(self) -> RunSummary {
+        self.handle.shutdown();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("worker stops within 15 s")
+            .expect("worker task")
+            .expect("worker ran without a store error")
+    }
+}
+
+fn quick(prefix: &str, n: usize) -> Vec<Quick> {
+    (0..n)
+        .map(|i| Quick {
+            label: format!("{prefix}{i}"),
+        })
+        .collect()
+}
+
+/// Worker A (two slots) runs thousands of quick jobs, so it leases ahead;
+/// then two `Hold` jobs take both its slots, with quick "tail" jobs queued
+/// behind them. The tail jobs A had leased go back to the queue, and worker
+/// B, started only then, runs every tail job while A's slots are still
+/// held. Without the hand-back they would wait in A for the holds to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_leased_ahead_of_busy_slots_go_back_to_the_queue_for_another_process() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_temp().expect("temp store"));
+    let client = Client::new(store.clone());
+    client
+        .push_many(&quick("head", 3000), Push::new())
+        .await
+        .unwrap();
+    let holds = client
+        .push_many(&[Hold {}, Hold {}], Push::new())
+        .await
+        .unwrap();
+    let tail_jids = client
+        .push_many(&quick("tail", 50), Push::new())
+        .await
+        .unwrap();
+
+    let a = start(&store, 2);
+    for jid in &holds {
+        wait_for(
+            Duration::from_secs(30),
+            "both holds to run on A",
+            || async {
+                let d = store.job(jid).await.unwrap().expect("job");
+                (d.job.state == JobState::Running).then_some(())
+            },
+        )
+        .await;
+    }
+    let b = start(&store, 2);
+    let tails: HashSet<String> = quick("tail", 50).into_iter().map(|q| q.label).collect();
+    wait_for(
+        Duration::from_secs(20),
+        "worker B to run every tail job while A's slots are held",
+        || async {
+            let ran = RAN.lock().unwrap();
+            let done = ran.iter().filter(|(l, _)| tails.contains(l)).count();
+            (done == tails.len()).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !RELEASE.load(Ordering::SeqCst),
+        "the holds were still running"
+    );
+    let ran = RAN.lock().unwrap().clone();
+    let by_a: Vec<&String> = ran
+        .iter()
+        .filter(|(l, p)| tails.contains(l) && *p == a.id)
+        .map(|(l, _)| l)
+        .collect();
+    assert!(
+        by_a.is_empty(),
+        "A ran tail jobs {by_a:?} with both slots held"
+    );
+    assert!(
+        ran.iter().all(|(l, p)| !tails.contains(l) || *p == b.id),
+        "every tail job ran on B"
+    );
+    // At least one tail job had been leased ahead by A and handed back: its
+    // first stint says so.
+    let mut handed_back = 0;
+    for jid in &tail_jids {
+        let d = store.job(jid).await.unwrap().expect("job");
+        assert_eq!(d.job.state, JobState::Succeeded);
+        if let Some(first) = d.history.iter().find(|s| s.number == 1) {
+            if first.process == a.id {
+                assert_eq!(first.outcome.as_deref(), Some("interrupted"));
+                assert!(
+                    first
+                        .reason
+                        .as_deref()
+                        .is_some_and(|r| r.contains("handed back before it started")),
+                    "{first:?}"
+                );
+                handed_back += 1;
+            }
+        }
+    }
+    assert!(
+        handed_back > 0,
+        "A leased none of the tail jobs ahead of its slots: the test did not exercise the hand-back"
+    );
+    println!("{handed_back} of 50 tail jobs were leased ahead by A and handed back");
+
+    RELEASE.store(true, Ordering::SeqCst);
+    for jid in &holds {
+        wait_for(Duration::from_secs(30), "the holds to finish", || async {
+            let d = store.job(jid).await.unwrap().expect("job");
+            (d.job.state == JobState::Succeeded).then_some(())
+        })
+        .await;
+    }
+    a.stop().await;
+    b.stop().await;
+    let heads = RAN
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(l, _)| l.starts_with("head"))
+        .count();
+    assert_eq!(heads, 3000, "every head job ran once");
+}
