@@ -229,8 +229,8 @@ fn decide(cmd: Cmd, jid: &Jid, f: &Found) -> StoreResult<Decision> {
             _ => return Err(invalid(jid, st, "it has ended; there is nothing to cancel")),
         },
         Cmd::Delete => {
-            // Whether a child's parent waits is not known here: the rule's
-            // first two parts apply.
+            // Whether a child's parent waits is checked by `run` (see
+            // `awaited_child`), which reads the parent.
             stint_core::store::check_deletable(jid, st, false)?;
             Move(To::Delete, "", CommandEffect::Done(st))
         }
