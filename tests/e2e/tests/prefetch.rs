@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 
 /// Labels of the `Quick` jobs that ran, with the process that ran them.
 static RAN: LazyLock<Mutex<Vec<(String, String)>>> = LazyLock::new(Default::default);
-/// `Hold` jobs run until this is set (or they are asked to stop).
-static RELEASE: AtomicBool = AtomicBool::new(false);
+/// `Hold` jobs run until their gate is open (or they are asked to stop);
+/// one gate per test.
+static GATES: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
 
 #[derive(Serialize, Deserialize, Clone)]
 struct Quick {
@@ -36,12 +37,14 @@ impl Job for Quick {
 }
 
 #[derive(Serialize, Deserialize, Clone)]
-struct Hold {}
+struct Hold {
+    gate: usize,
+}
 
 impl Job for Hold {
     const KIND: &'static str = "Hold";
     async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
-        while !RELEASE.load(Ordering::SeqCst) {
+        while !GATES[self.gate].load(Ordering::SeqCst) {
             if ctx.interrupted().is_cancelled() {
                 return Err(JobError::Interrupted(stint::Interrupt::Shutdown));
             }
@@ -106,7 +109,7 @@ async fn jobs_leased_ahead_of_busy_slots_go_back_to_the_queue_for_another_proces
         .await
         .unwrap();
     let holds = client
-        .push_many(&[Hold {}, Hold {}], Push::new())
+        .push_many(&[Hold { gate: 0 }, Hold { gate: 0 }], Push::new())
         .await
         .unwrap();
     let tail_jids = client
@@ -139,7 +142,7 @@ async fn jobs_leased_ahead_of_busy_slots_go_back_to_the_queue_for_another_proces
     )
     .await;
     assert!(
-        !RELEASE.load(Ordering::SeqCst),
+        !GATES[0].load(Ordering::SeqCst),
         "the holds were still running"
     );
     let ran = RAN.lock().unwrap().clone();
@@ -182,7 +185,7 @@ async fn jobs_leased_ahead_of_busy_slots_go_back_to_the_queue_for_another_proces
     );
     println!("{handed_back} of 50 tail jobs were leased ahead by A and handed back");
 
-    RELEASE.store(true, Ordering::SeqCst);
+    GATES[0].store(true, Ordering::SeqCst);
     for jid in &holds {
         wait_for(Duration::from_secs(30), "the holds to finish", || async {
             let d = store.job(jid).await.unwrap().expect("job");
@@ -199,4 +202,51 @@ async fn jobs_leased_ahead_of_busy_slots_go_back_to_the_queue_for_another_proces
         .filter(|(l, _)| l.starts_with("head"))
         .count();
     assert_eq!(heads, 3000, "every head job ran once");
+}
+
+/// While stints are long nothing is leased ahead: a worker whose two slots
+/// hold long jobs leaves the jobs behind them in the queue, unleased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_leased_ahead_while_jobs_are_long() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_temp().expect("temp store"));
+    let client = Client::new(store.clone());
+    let holds = client
+        .push_many(&[Hold { gate: 1 }, Hold { gate: 1 }], Push::new())
+        .await
+        .unwrap();
+    let behind = client
+        .push_many(&quick("behind", 10), Push::new())
+        .await
+        .unwrap();
+    let a = start(&store, 2);
+    for jid in &holds {
+        wait_for(Duration::from_secs(30), "both holds to run", || async {
+            let d = store.job(jid).await.unwrap().expect("job");
+            (d.job.state == JobState::Running).then_some(())
+        })
+        .await;
+    }
+    // A second and more of fetch and upkeep cycles.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for jid in &behind {
+        let d = store.job(jid).await.unwrap().expect("job");
+        assert_eq!(
+            (d.job.state, d.history.len()),
+            (JobState::Enqueued, 0),
+            "job {jid} was leased while both slots held long jobs"
+        );
+    }
+    GATES[1].store(true, Ordering::SeqCst);
+    for jid in &behind {
+        wait_for(
+            Duration::from_secs(30),
+            "the jobs behind to run",
+            || async {
+                let d = store.job(jid).await.unwrap().expect("job");
+                (d.job.state == JobState::Succeeded).then_some(())
+            },
+        )
+        .await;
+    }
+    a.stop().await;
 }
