@@ -185,6 +185,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// Jobs leased ahead of free slots at most while stints are short (see
+    /// `WorkerConfig::prefetch`); 0 turns prefetching off.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.config.prefetch = n;
+        self
+    }
+
     pub fn max_recoveries(mut self, n: u32) -> Self {
         self.config.max_recoveries = n;
         self

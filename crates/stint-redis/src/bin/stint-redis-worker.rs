@@ -7,6 +7,7 @@
 //! `AlwaysFails` (fails every attempt), `Stamp` (records its push-to-start
 //! latency in the list `test:latency`). Environment: `STINT_QUEUES`
 //! (comma-separated, default `default`), `STINT_LEASE_TTL_MS`,
+//! `STINT_PREFETCH` (jobs leased ahead at most),
 //! `STINT_NO_REAP` (only lease expiry finds dead processes, as across
 //! machines), `RUST_LOG` (default `info`).
 
