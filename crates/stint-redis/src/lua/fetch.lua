@@ -109,20 +109,18 @@ local known = 0
 for s = 1, #keys, 1000 do
   known = known + redis.call('EXISTS', unpack(keys, s, math.min(s + 999, #keys)))
 end
--- The lease of a new job's first stint, but for its jid and class.
-local first = '1\n' .. now .. '\n' .. fid .. '\n\n'
+-- `now` as text once (a number is formatted anew at each concatenation).
+local started = tostring(now)
 for k = 1, #pj do
-  local jid, q, lease, meta = pj[k], pq[k], nil, nil
+  local jid, q = pj[k], pq[k]
+  local stints, rec, cp, parent, fresh = '1', '0', '', '', '1'
   if known > 0 then
     local h = redis.call('HMGET', keys[k], 'stints', 'cp', 'recoveries', 'parent', 'state')
-    local stints = (tonumber(h[1]) or 0) + 1
-    if h[1] or h[4] or h[5] then
-      lease = lease_pack(stints, now, fid, h[4] or '', q, '0', pc[k])
-    end
-    meta = stints .. '\n' .. (h[3] or '0') .. '\n' .. q .. '\n' .. jid .. '\n' .. (h[2] or '')
+    if h[1] or h[4] or h[5] then fresh = '0' end
+    stints, cp, rec, parent = (tonumber(h[1]) or 0) + 1, h[2] or '', h[3] or '0', h[4] or ''
   end
-  lease = lease or (first .. q .. '\n1\n' .. pc[k])
-  meta = meta or ('1\n0\n' .. q .. '\n' .. jid .. '\n')
+  local lease = lease_pack(stints, started, fid, parent, q, fresh, pc[k])
+  local meta = stints .. '\n' .. rec .. '\n' .. q .. '\n' .. jid .. '\n' .. cp
   local e = #entries
   entries[e + 1], entries[e + 2] = jid, lease
   payloads[e + 1], payloads[e + 2] = jid, pp[k]
