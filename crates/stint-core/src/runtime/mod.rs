@@ -103,7 +103,9 @@ pub struct WorkerConfig {
     /// stints end faster than a fetch's round trip (short jobs): the next
     /// jobs are at hand when a slot frees. About as many as the slots
     /// finish in 10 ms are buffered, at most this many; none while stints
-    /// are long. 0 turns prefetching off.
+    /// are long. A buffered job not started within 250 ms goes back to the
+    /// head of its queue, and so do all of them at shutdown. 0 turns
+    /// prefetching off.
     pub prefetch: usize,
     /// How often a running job's checkpoint is written at most.
     pub flush_interval: Duration,
