@@ -20,6 +20,14 @@ static RAN: LazyLock<Mutex<Vec<(String, String)>>> = LazyLock::new(Default::defa
 /// `Hold` jobs run until their gate is open (or they are asked to stop);
 /// one gate per test.
 static GATES: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+/// How many `Quick` jobs whose label starts with `prefix` ran.
+fn ran_with(prefix: &str) -> usize {
+    RAN.lock()
+        .unwrap()
+        .iter()
+        .filter(|(l, _)| l.starts_with(prefix))
+        .count()
+}
 
 #[derive(Serialize, Deserialize, Clone)]
 struct Quick {
@@ -129,8 +137,21 @@ async fn jobs_leased_ahead_of_busy_slots_go_back_to_the_queue_for_another_proces
         )
         .await;
     }
+    // An operator pauses the last tail job while A holds it ahead: it never
+    // runs, and ends paused.
+    let paused = tail_jids.last().expect("tail jobs").clone();
+    store.pause(&paused).await.expect("pause");
+    wait_for(
+        Duration::from_secs(10),
+        "the last tail job to be paused",
+        || async {
+            let d = store.job(&paused).await.unwrap().expect("job");
+            (d.job.state == JobState::Paused).then_some(())
+        },
+    )
+    .await;
     let b = start(&store, 2);
-    let tails: HashSet<String> = quick("tail", 50).into_iter().map(|q| q.label).collect();
+    let tails: HashSet<String> = quick("tail", 49).into_iter().map(|q| q.label).collect();
     wait_for(
         Duration::from_secs(20),
         "worker B to run every tail job while A's slots are held",
@@ -162,7 +183,11 @@ async fn jobs_leased_ahead_of_busy_slots_go_back_to_the_queue_for_another_proces
     // At least one tail job had been leased ahead by A and handed back: its
     // first stint says so.
     let mut handed_back = 0;
-    for jid in &tail_jids {
+    assert!(
+        !RAN.lock().unwrap().iter().any(|(l, _)| l == "tail49"),
+        "the paused job ran"
+    );
+    for jid in &tail_jids[..49] {
         let d = store.job(jid).await.unwrap().expect("job");
         assert_eq!(d.job.state, JobState::Succeeded);
         if let Some(first) = d.history.iter().find(|s| s.number == 1) {
@@ -183,7 +208,7 @@ async fn jobs_leased_ahead_of_busy_slots_go_back_to_the_queue_for_another_proces
         handed_back > 0,
         "A leased none of the tail jobs ahead of its slots: the test did not exercise the hand-back"
     );
-    println!("{handed_back} of 50 tail jobs were leased ahead by A and handed back");
+    println!("{handed_back} of 49 tail jobs were leased ahead by A and handed back");
 
     GATES[0].store(true, Ordering::SeqCst);
     for jid in &holds {
@@ -249,4 +274,41 @@ async fn nothing_is_leased_ahead_while_jobs_are_long() {
         .await;
     }
     a.stop().await;
+}
+
+/// At shutdown the jobs leased ahead are handed back at once: when the
+/// worker has stopped, every job has either run or is back in its queue,
+/// none is left leased to a process that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_jobs_leased_ahead_go_back_to_the_queue() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_temp().expect("temp store"));
+    let client = Client::new(store.clone());
+    let total = 20_000;
+    client
+        .push_many(&quick("stop", total), Push::new())
+        .await
+        .unwrap();
+    let a = start(&store, 2);
+    wait_for(Duration::from_secs(60), "2,000 jobs to run", || async {
+        (ran_with("stop") >= 2_000).then_some(())
+    })
+    .await;
+    let summary = a.stop().await;
+    let stats = store.stats().await.unwrap();
+    let (succeeded, enqueued, running) = (
+        stats.count(JobState::Succeeded),
+        stats.count(JobState::Enqueued),
+        stats.count(JobState::Running),
+    );
+    assert_eq!(running, 0, "jobs left leased by a stopped worker");
+    assert_eq!(succeeded + enqueued, total as u64);
+    assert_eq!(succeeded as usize, ran_with("stop"));
+    assert!(
+        summary.handed_back > 0,
+        "nothing was leased ahead at the stop: the test did not exercise the hand-back"
+    );
+    println!(
+        "stopped after {succeeded} jobs; {} handed back",
+        summary.handed_back
+    );
 }
