@@ -20,9 +20,13 @@ pub struct Push {
 }
 
 impl Push {
+    /// Options that change nothing: the job's kind decides everything
+    /// (`Job::options`), and the job gets a fresh jid and runs now.
     pub fn new() -> Self {
         Self::default()
     }
+    /// The queue to push to, instead of the kind's (`"default"` unless
+    /// `Job::options` says otherwise).
     pub fn queue(mut self, q: impl Into<String>) -> Self {
         self.queue = Some(q.into());
         self
@@ -32,6 +36,8 @@ impl Push {
         self.max_attempts = Some(n.max(1));
         self
     }
+    /// The delays between retries of a failed job (default: 15 s doubling
+    /// each attempt, at most 6 h, ±25 % jitter).
     pub fn backoff(mut self, b: Backoff) -> Self {
         self.backoff = Some(b);
         self
@@ -86,10 +92,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client pushing to `store` (as `stint::connect` opens it); any
+    /// number of clients and workers may share one store.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Client { store }
     }
 
+    /// The store this client pushes to, for operations beyond pushing
+    /// (`Store::pause`, `Store::job`, …).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
