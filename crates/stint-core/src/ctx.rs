@@ -74,10 +74,13 @@ impl Ctx {
         }
     }
 
+    /// The id of the job this stint runs, for logs and for keys the job
+    /// writes elsewhere.
     pub fn jid(&self) -> &Jid {
         &self.jid
     }
 
+    /// The kind of the job (`Job::KIND`), as it was pushed.
     pub fn kind(&self) -> &str {
         &self.kind
     }

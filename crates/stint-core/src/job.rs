@@ -64,10 +64,15 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry; a worker builds its own (`WorkerBuilder::register`).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Registers the handler of kind `J` under `J::KIND`, replacing any
+    /// handler registered under that name before. The handler deserializes
+    /// each job's arguments as `J`: arguments that do not deserialize send
+    /// the job to `dead` at once.
     pub fn register<J: Job>(&mut self) {
         let handler: Handler = Arc::new(|args: Value, ctx: Ctx| {
             let job: J = serde_json::from_value(args)?;
@@ -81,6 +86,8 @@ impl Registry {
         self.handlers.insert(J::KIND.to_owned(), handler);
     }
 
+    /// The registered kinds, sorted (named in the error of a job whose kind
+    /// this worker does not know).
     pub fn kinds(&self) -> Vec<String> {
         let mut kinds: Vec<_> = self.handlers.keys().cloned().collect();
         kinds.sort();

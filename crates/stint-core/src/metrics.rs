@@ -34,7 +34,9 @@ pub fn bucket_of(ms: u64) -> usize {
 /// The counters of one (kind, queue).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct KindMetrics {
+    /// The job kind counted (empty in `Metrics::totals`).
     pub kind: String,
+    /// The queue counted (empty in `Metrics::totals`).
     pub queue: String,
     /// Stints that ended with the job succeeded.
     pub processed: u64,
@@ -57,6 +59,7 @@ pub struct Histogram {
     /// `STINT_SECONDS_BUCKETS.len()`) counts those above the last bound.
     /// Empty when nothing was observed.
     pub buckets: Vec<u64>,
+    /// Observations in all (the sum of `buckets`).
     pub count: u64,
     /// Sum of the observations, in milliseconds.
     pub sum_ms: u64,
@@ -164,6 +167,7 @@ impl MetricsDelta {
         self.entry(kind, queue).recovered += 1;
     }
 
+    /// True when nothing was counted: the store has nothing to write.
     pub fn is_empty(&self) -> bool {
         self.by_kind.is_empty()
     }

@@ -25,21 +25,27 @@ pub enum SplitPolicy {
 /// How one child ended, as `Ctx::split` returns it to its parent.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ChildResult {
+    /// The child's jid (for `stint show`, or to retry it).
     pub jid: Jid,
+    /// The child's final state: `succeeded`, `dead` or `cancelled`.
     pub state: JobState,
     /// What the child returned (`Ctx::set_result`), when it succeeded.
     pub value: Option<Value>,
     /// Why it is dead or cancelled.
     pub reason: Option<String>,
+    /// The child's last error, with its chain of causes, if it had one.
     pub error: Option<ErrorInfo>,
 }
 
 impl ChildResult {
+    /// True when the child succeeded (its `value` is then what it returned).
     pub fn succeeded(&self) -> bool {
         self.state == JobState::Succeeded
     }
 
-    /// The child's result as `R`.
+    /// The child's result as `R`: `None` when it set none (or did not
+    /// succeed); a fatal error naming the child when the value does not
+    /// deserialize as `R`.
     pub fn value<R: DeserializeOwned>(&self) -> Result<Option<R>, JobError> {
         match &self.value {
             None => Ok(None),
