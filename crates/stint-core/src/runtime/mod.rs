@@ -80,6 +80,8 @@ impl QueueOrder {
 /// Settings of a worker process. The defaults suit production.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
+    /// The queues this process takes jobs from, and in what order (default:
+    /// `"default"` only).
     pub queues: QueueOrder,
     /// Stints run at once.
     pub concurrency: usize,
@@ -88,6 +90,8 @@ pub struct WorkerConfig {
     /// A process's leases expire this long after its last heartbeat; its
     /// jobs are then recovered by any live process.
     pub lease_ttl: Duration,
+    /// How often the process renews its leases (and reads an operator's
+    /// quiet or stop for it); keep it well under `lease_ttl`.
     pub heartbeat_interval: Duration,
     /// How often running jobs' pending pause/cancel commands are read.
     pub control_interval: Duration,
@@ -169,11 +173,16 @@ impl WorkerBuilder {
         self
     }
 
+    /// Stints run at once (default 10; at least 1). Each is a tokio task:
+    /// CPU-heavy work belongs in `spawn_blocking`.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n.max(1);
         self
     }
 
+    /// How long a stopping worker waits for its jobs to checkpoint and stop
+    /// (default 25 s); what still runs then is aborted and handed back with
+    /// its last saved checkpoint.
     pub fn shutdown_timeout(mut self, d: Duration) -> Self {
         self.config.shutdown_timeout = d;
         self
@@ -194,6 +203,9 @@ impl WorkerBuilder {
         self
     }
 
+    /// Recoveries in a row without progress after which a job is a poison
+    /// pill and goes to `dead` (default 3): the recovery after the `n`th is
+    /// the last. A checkpoint that gets further resets the count.
     pub fn max_recoveries(mut self, n: u32) -> Self {
         self.config.max_recoveries = n;
         self
@@ -211,10 +223,14 @@ impl WorkerBuilder {
         self
     }
 
+    /// The configuration so far, to change settings without a builder
+    /// method of their own.
     pub fn config_mut(&mut self) -> &mut WorkerConfig {
         &mut self.config
     }
 
+    /// The worker, with a fresh process identity (`hostname:pid:<12 hex>`);
+    /// nothing reaches the store until `Worker::run`.
     pub fn build(self) -> Worker {
         let names = self.config.queues.names();
         let process = ProcessInfo::for_this_process(names, self.config.concurrency as u32);
@@ -308,6 +324,8 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// A builder for a worker on `store`, with the default `WorkerConfig`
+    /// and no job kinds registered yet.
     pub fn builder(store: Arc<dyn Store>) -> WorkerBuilder {
         WorkerBuilder {
             store,
@@ -316,6 +334,8 @@ impl Worker {
         }
     }
 
+    /// A handle to stop or quiet this worker from another task once it
+    /// runs; take it before calling `run`, which consumes the worker.
     pub fn handle(&self) -> WorkerHandle {
         WorkerHandle {
             shared: self.shared.clone(),
