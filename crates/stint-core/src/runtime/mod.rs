@@ -203,9 +203,9 @@ impl WorkerBuilder {
         self
     }
 
-    /// Recoveries in a row without progress after which a job is a poison
-    /// pill and goes to `dead` (default 3): the recovery after the `n`th is
-    /// the last. A checkpoint that gets further resets the count.
+    /// The poison-pill limit (default 3): a job whose process dies more than
+    /// `n` times in a row without progress goes to `dead` instead of back to
+    /// its queue. A checkpoint that gets further resets the count.
     pub fn max_recoveries(mut self, n: u32) -> Self {
         self.config.max_recoveries = n;
         self
