@@ -22,6 +22,9 @@ pub struct AppState {
     /// in every page and asked back with every POST.
     pub csrf: Arc<str>,
     pub token: Option<Arc<str>>,
+    /// Host names served besides loopback ones when there is no token;
+    /// `None`: any.
+    pub hosts: Option<Arc<[String]>>,
 }
 
 impl AppState {
@@ -32,8 +35,31 @@ impl AppState {
             store,
             csrf: csrf.into(),
             token: token.map(Into::into),
+            hosts: Some(Arc::from(Vec::new())),
         }
     }
+}
+
+/// The host name of a `Host` header, without its port or IPv6 brackets,
+/// lower case.
+fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether a `Host` header names this machine's loopback interface:
+/// `localhost`, `127.0.0.1` (any 127.x.y.z) or `[::1]`, with any port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = host_name(host);
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The most a form body may hold (bulk actions over many jobs included).
@@ -85,8 +111,29 @@ fn base_of(parts: &Parts) -> String {
 
 /// Requires the dashboard's token, when it has one: `Authorization: Bearer
 /// TOKEN`, the cookie a first `?token=TOKEN` visit set, or that visit.
+///
+/// Without a token, only requests to a loopback host name (or one allowed
+/// with `Dashboard::allow_hosts`) are served: a page of another site whose
+/// name an attacker points at 127.0.0.1 (DNS rebinding) is refused, and so
+/// cannot read the CSRF token or act on jobs.
 pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let Some(token) = st.token.clone() else {
+        if let (Some(allowed), Some(host)) = (&st.hosts, req.headers().get(header::HOST)) {
+            let host = host.to_str().unwrap_or("");
+            let name = host_name(host);
+            if !is_loopback_host(host) && !allowed.iter().any(|a| host_name(a) == name) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "this dashboard has no token, so it answers only requests for \
+                         localhost, 127.0.0.1 or [::1], not for host {:?}: open it at \
+                         http://127.0.0.1:PORT, or give it a token (--token) to serve \
+                         other names",
+                        name.chars().take(100).collect::<String>()
+                    ),
+                );
+            }
+        }
         return next.run(req).await;
     };
     let headers = req.headers();

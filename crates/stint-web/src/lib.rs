@@ -46,6 +46,8 @@ pub const MIN_TOKEN_LEN: usize = 16;
 
 /// The dashboard for `store`, with no token (for mounting inside an app
 /// that does its own authentication) and CSRF protection on every POST.
+/// It answers only loopback host names; an app serving it under its own
+/// name uses `Dashboard::new(store).allow_hosts([...]).router()`.
 pub fn router(store: Arc<dyn Store>) -> Router {
     Dashboard::new(store).router()
 }
@@ -54,11 +56,32 @@ pub fn router(store: Arc<dyn Store>) -> Router {
 pub struct Dashboard {
     store: Arc<dyn Store>,
     token: Option<String>,
+    hosts: Option<Vec<String>>,
 }
 
 impl Dashboard {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Dashboard { store, token: None }
+        Dashboard {
+            store,
+            token: None,
+            hosts: Some(Vec::new()),
+        }
+    }
+
+    /// Without a token the dashboard answers only requests whose `Host` is
+    /// a loopback name (`localhost`, `127.0.0.1`, `[::1]`, any port), so
+    /// that a web page cannot reach it through a name of its own pointed at
+    /// 127.0.0.1 (DNS rebinding). An app that serves it under other names,
+    /// behind its own authentication, lists them here (`"app.example.com"`,
+    /// any port), or passes `"*"` for any name.
+    pub fn allow_hosts<I: IntoIterator<Item = S>, S: Into<String>>(mut self, hosts: I) -> Self {
+        let hosts: Vec<String> = hosts.into_iter().map(Into::into).collect();
+        if hosts.iter().any(|h| h == "*") {
+            self.hosts = None;
+        } else if let Some(list) = &mut self.hosts {
+            list.extend(hosts);
+        }
+        self
     }
 
     /// Every request must present `token`: as `Authorization: Bearer
@@ -71,7 +94,8 @@ impl Dashboard {
 
     /// The axum router: pages, `/api/...`, `/metrics` and the two assets.
     pub fn router(self) -> Router {
-        let state = guard::AppState::new(self.store, self.token);
+        let mut state = guard::AppState::new(self.store, self.token);
+        state.hosts = self.hosts.map(Into::into);
         Router::new()
             .route("/", get(pages::overview::page))
             .route("/queues", get(pages::queues::queues))

@@ -356,3 +356,91 @@ async fn mounted_under_a_path_its_links_and_redirects_stay_there() {
         StatusCode::OK
     );
 }
+
+/// DNS rebinding: a page on attacker.example whose name resolves to
+/// 127.0.0.1 reaches a dashboard without a token. It is refused: without a
+/// token only loopback host names are served.
+#[tokio::test]
+async fn without_a_token_only_loopback_host_names_are_served() {
+    let store = store();
+    let app = stint_web::router(store.clone());
+    let with_host = |path: &str, host: &str| {
+        Request::get(path)
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for host in [
+        "localhost",
+        "localhost:7777",
+        "LOCALHOST:1",
+        "127.0.0.1",
+        "127.0.0.1:7777",
+        "[::1]",
+        "[::1]:7777",
+    ] {
+        let r = send(&app, with_host("/api/csrf", host)).await;
+        assert_eq!(r.status, StatusCode::OK, "Host {host}: {}", r.body);
+    }
+    for host in [
+        "attacker.example",
+        "attacker.example:7777",
+        "localhost.attacker.example",
+        "127.0.0.1.nip.io:7777",
+        "[::2]:7777",
+    ] {
+        for path in ["/", "/api/csrf", "/api/stats", "/metrics"] {
+            let r = send(&app, with_host(path, host)).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "Host {host} {path}");
+            assert!(
+                r.body.contains("answers only requests for localhost"),
+                "{}",
+                r.body
+            );
+            assert!(!r.body.contains("csrf\""), "{}", r.body);
+        }
+        // Nor may it act on a queue.
+        let r = send(
+            &app,
+            Request::post("/api/queues/default/pause")
+                .header(header::HOST, host)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "Host {host}");
+    }
+    let stats = store.stats().await.unwrap();
+    assert!(stats.queues.iter().all(|q| !q.paused), "{stats:?}");
+
+    // An app serving it under its own name says so; a token serves any name.
+    let app = stint_web::Dashboard::new(store.clone())
+        .allow_hosts(["app.example.com"])
+        .router();
+    assert_eq!(
+        send(&app, with_host("/api/csrf", "app.example.com:8443"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, with_host("/api/csrf", "attacker.example"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let token = "0123456789abcdef-secret";
+    let app = stint_web::Dashboard::new(store.clone())
+        .token(token)
+        .router();
+    let r = send(
+        &app,
+        Request::get("/api/csrf")
+            .header(header::HOST, "dashboard.example.com")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
