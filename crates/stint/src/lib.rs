@@ -2,8 +2,15 @@
 //! `kill -9`. Jobs checkpoint their progress; the next stint — on any
 //! process — carries on from the last checkpoint.
 //!
-//! This facade re-exports `stint-core` and the stores chosen by features
-//! (`sqlite`, on by default), and opens a store from a URL.
+//! This facade re-exports `stint-core` (the `Job` trait, `Ctx`, `Client`,
+//! `Worker`, the `Store` trait and the job model) and the stores, each
+//! behind a feature of its own — `sqlite` ([`sqlite`]), `redis`
+//! ([`redis`]) and `postgres` ([`postgres`]), all three on by default —
+//! and opens a store from a URL ([`connect`]). A build that needs one store
+//! only can say `default-features = false, features = ["sqlite"]`.
+//!
+//! The design — the job lifecycle, leases, the store contract, the
+//! runtime — is `docs/design.md` in the repository.
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
@@ -32,17 +39,34 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 
 pub use stint_core::*;
 
+/// The SQLite store (feature `sqlite`): [`SqliteStore`](sqlite::SqliteStore),
+/// and [`CtxExt::checkpoint_tx`](sqlite::CtxExt::checkpoint_tx) for a
+/// checkpoint in the job's own transaction.
+///
 #[cfg(feature = "sqlite")]
+#[doc(inline)]
 pub use stint_sqlite as sqlite;
 
+/// The Redis store in Sidekiq's layout (feature `redis`):
+/// [`RedisStore`](redis::RedisStore).
+///
 #[cfg(feature = "redis")]
+#[doc(inline)]
 pub use stint_redis as redis;
 
+/// The PostgreSQL store (feature `postgres`): [`PgStore`](postgres::PgStore),
+/// [`migrate`](postgres::migrate), and for the caller's own transactions
+/// [`CtxExt::checkpoint_pg`](postgres::CtxExt::checkpoint_pg) and
+/// [`push_in`](postgres::push_in).
+///
 #[cfg(feature = "postgres")]
+#[doc(inline)]
 pub use stint_postgres as postgres;
 
 /// Opens the store a URL names: `sqlite://PATH` (feature `sqlite`),
