@@ -46,7 +46,9 @@ impl fmt::Display for Interrupt {
 /// What `Job::perform` returns on anything but success.
 ///
 /// Any `std::error::Error` converts into it with `?`, keeping its chain of
-/// causes; `Ctx::checkpoint` returns `Interrupted` when the job must stop.
+/// causes, and so do `anyhow::Error`, `Box<dyn Error + Send + Sync>`,
+/// `String` and `&str`; `Ctx::checkpoint` returns `Interrupted` when the
+/// job must stop.
 pub enum JobError {
     /// The job must stop now; its checkpoint is saved. Not a failure.
     Interrupted(Interrupt),
@@ -86,9 +88,17 @@ impl JobError {
     }
 }
 
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+/// `?` in `Job::perform` converts everything a boxed error converts from:
+/// any `std::error::Error + Send + Sync` (its chain of causes kept), a
+/// `Box<dyn Error + Send + Sync>`, a `String` or `&str` (a message), and
+/// `anyhow::Error` (anyhow converts itself into the box, keeping its
+/// context chain, so this needs no anyhow dependency).
+impl<E> From<E> for JobError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
     fn from(e: E) -> Self {
-        JobError::Failed(Box::new(e))
+        JobError::Failed(e.into())
     }
 }
 
