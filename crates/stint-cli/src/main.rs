@@ -2,6 +2,26 @@
 //! show, pause, resume, cancel, retry, queue pause/resume) and the
 //! dashboard (`stint web`).
 
+/// `println!` for every command: when stdout is a pipe whose reader has
+/// gone (`stint jobs --json | head`), the command exits quietly instead of
+/// panicking. (Defined before the modules, so it stands in for the standard
+/// macro in all of them.)
+macro_rules! println {
+    () => {
+        $crate::stdout_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::stdout_line(format_args!($($arg)*))
+    };
+}
+
+/// `print!`, exiting quietly on a closed pipe as `println!` does.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::stdout_write(format_args!($($arg)*))
+    };
+}
+
 mod demo;
 mod format;
 mod migrate;
@@ -13,12 +33,14 @@ mod web;
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use stint::model::{Jid, JobState};
 use stint::store::JobFilter;
 use tracing_subscriber::EnvFilter;
 
-use crate::ops::{Command, Target};
+use crate::ops::Target;
+use stint::JobCommand;
 
 /// Long-running background jobs that survive deploys, operators and kill -9.
 #[derive(Parser, Debug)]
@@ -76,7 +98,7 @@ enum Cmd {
     },
     /// Shows one job: arguments, checkpoint, stints and errors.
     Show {
-        #[arg(value_parser = Jid::parse)]
+        #[arg(value_parser = parse_jid)]
         jid: Jid,
         /// Print JSON: {job, history, errors, eta_s}.
         #[arg(long)]
@@ -84,23 +106,23 @@ enum Cmd {
     },
     /// Pauses a job: at once when waiting, at its next checkpoint when running.
     Pause {
-        #[arg(value_parser = Jid::parse)]
+        #[arg(value_parser = parse_jid)]
         jid: Jid,
     },
     /// Resumes a paused job (head of its queue, progress kept), or withdraws a
     /// pause a running job has not acted on yet.
     Resume {
-        #[arg(value_parser = Jid::parse)]
+        #[arg(value_parser = parse_jid)]
         jid: Jid,
     },
     /// Cancels a job: at once when waiting, at its next checkpoint when running.
     Cancel {
-        #[arg(value_parser = Jid::parse)]
+        #[arg(value_parser = parse_jid)]
         jid: Jid,
     },
     /// Enqueues a dead, cancelled, retrying or scheduled job now, progress kept.
     Retry {
-        #[arg(value_parser = Jid::parse)]
+        #[arg(value_parser = parse_jid)]
         jid: Jid,
     },
     /// Creates or upgrades the store's tables (PostgreSQL: run once per
@@ -132,7 +154,12 @@ enum QueueCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let store_given = matches.value_source("store") == Some(ValueSource::CommandLine);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // The demo draws a progress bar: only warnings by default (such as a
     // job recovered from a killed process); RUST_LOG=info shows every stint.
     let default_level = match cli.command {
@@ -151,7 +178,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli, store_given)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -162,10 +189,10 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<i32> {
+async fn run(cli: Cli, store_given: bool) -> anyhow::Result<i32> {
     let url = cli.store;
     if let Cmd::Demo { args } = cli.command {
-        return demo::run(&url, args).await;
+        return demo::run(&url, store_given.then_some(url.as_str()), args).await;
     }
     if let Cmd::Migrate = cli.command {
         return migrate::run(&url).await;
@@ -210,16 +237,48 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Web { bind, token } => web::run(t, bind, token).await?,
         Cmd::Show { jid, json } => ops::show(&t, &jid, json).await?,
-        Cmd::Pause { jid } => ops::command(&t, Command::Pause, &jid).await?,
-        Cmd::Resume { jid } => ops::command(&t, Command::Resume, &jid).await?,
-        Cmd::Cancel { jid } => ops::command(&t, Command::Cancel, &jid).await?,
-        Cmd::Retry { jid } => ops::command(&t, Command::Retry, &jid).await?,
+        Cmd::Pause { jid } => ops::command(&t, JobCommand::Pause, &jid).await?,
+        Cmd::Resume { jid } => ops::command(&t, JobCommand::Resume, &jid).await?,
+        Cmd::Cancel { jid } => ops::command(&t, JobCommand::Cancel, &jid).await?,
+        Cmd::Retry { jid } => ops::command(&t, JobCommand::Retry, &jid).await?,
         Cmd::Queue { action } => match action {
             QueueCmd::Pause { name } => ops::queue(&t, &name, true).await?,
             QueueCmd::Resume { name } => ops::queue(&t, &name, false).await?,
         },
     }
     Ok(0)
+}
+
+/// A jid as typed: 24 hexadecimal characters, in either case (stored jids
+/// are lower case).
+fn parse_jid(s: &str) -> Result<Jid, String> {
+    let s = s.trim();
+    if s.len() != 24 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "'{s}' is not a jid: a jid is 24 hexadecimal characters"
+        ));
+    }
+    Jid::parse(&s.to_ascii_lowercase())
+}
+
+/// Writes a line to stdout; see `println!` above.
+fn stdout_line(args: std::fmt::Arguments<'_>) {
+    stdout_write(format_args!("{args}\n"));
+}
+
+/// Writes to stdout; when the reader of the pipe has gone, exits at once
+/// and quietly (status 0: the reader had all it wanted); any other write
+/// error is said on stderr, then exits 1.
+fn stdout_write(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        let _ = writeln!(std::io::stderr(), "error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// The file a `sqlite://PATH` (or `sqlite:PATH`) URL names.

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
-use stint::model::{Control, Jid, JobDetail, JobRecord, JobState, Stats};
-use stint::store::{CommandEffect, JobFilter};
+use stint::model::{Jid, JobDetail, JobRecord, JobState, Stats};
+use stint::store::JobFilter;
+use stint::lifecycle::{self, JobCommand};
 use stint::{Store, StoreError};
 
 use crate::format::{self as fmt, Table};
@@ -240,60 +241,11 @@ pub async fn show(t: &Target, jid: &Jid, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Which operator command to give a job.
-#[derive(Clone, Copy, Debug)]
-pub enum Command {
-    Pause,
-    Resume,
-    Cancel,
-    Retry,
-}
-
-/// `stint pause|resume|cancel|retry JID`.
-pub async fn command(t: &Target, cmd: Command, jid: &Jid) -> anyhow::Result<()> {
-    let result = match cmd {
-        Command::Pause => t.store.pause(jid).await,
-        Command::Resume => t.store.resume(jid).await,
-        Command::Cancel => t.store.cancel(jid).await,
-        Command::Retry => t.store.retry(jid).await,
-    };
-    let effect = result.map_err(|e| t.explain(e))?;
-    println!("{}", describe(cmd, jid, effect));
+/// `stint pause|resume|cancel|retry|delete JID`.
+pub async fn command(t: &Target, cmd: JobCommand, jid: &Jid) -> anyhow::Result<()> {
+    let effect = t.store.command(jid, cmd).await.map_err(|e| t.explain(e))?;
+    println!("{}", lifecycle::describe(cmd, jid, effect));
     Ok(())
-}
-
-/// What a command did, in words.
-fn describe(cmd: Command, jid: &Jid, effect: CommandEffect) -> String {
-    use CommandEffect::*;
-    match (cmd, effect) {
-        (Command::Pause, Done(JobState::Paused)) => {
-            format!("job {jid} paused; `stint resume {jid}` puts it back at the head of its queue")
-        }
-        (_, Requested(Control::Pause)) => format!(
-            "job {jid} is running: pause requested; it stops at its next checkpoint and keeps its progress"
-        ),
-        (_, Requested(Control::Cancel)) => {
-            format!("job {jid} is running: cancel requested; it stops at its next checkpoint")
-        }
-        (Command::Resume, Done(JobState::Enqueued)) => {
-            format!("job {jid} resumed: enqueued at the head of its queue, progress kept")
-        }
-        (_, Withdrawn) => {
-            format!("job {jid} is running: its pending pause was withdrawn; it carries on")
-        }
-        (Command::Cancel, Done(JobState::Cancelled)) => format!("job {jid} cancelled"),
-        (Command::Retry, Done(JobState::Enqueued)) => {
-            format!("job {jid} enqueued for another try, progress kept")
-        }
-        (_, Done(state)) => format!("job {jid} is now {state}"),
-        (Command::Cancel, Cascaded { children, .. }) => format!(
-            "job {jid} was waiting for its children: cancelled, with its {children} unfinished children"
-        ),
-        (cmd, Cascaded { children }) => format!(
-            "job {jid} waits for its children: {} sent to its {children} unfinished children",
-            format!("{cmd:?}").to_lowercase()
-        ),
-    }
 }
 
 /// `stint queue pause|resume NAME`.

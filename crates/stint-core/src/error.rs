@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::model::Jid;
+use crate::model::{Jid, JobState};
 
 /// Why a running job was asked to stop. None of these is a failure: the job
 /// saves its checkpoint and its next stint carries on from it.
@@ -129,24 +129,37 @@ pub enum StoreError {
     /// A write of a stint whose lease is no longer current was refused.
     #[error("job {0}: lease lost, another process holds the job now")]
     LeaseLost(Jid),
+    /// There is no job with this jid.
     #[error("job {0} not found")]
     NotFound(Jid),
+    /// A push reused the jid of a job the store already has; nothing of
+    /// that push was stored.
+    #[error("job {0} already exists; push it with a fresh jid (nothing in this push was stored)")]
+    Duplicate(Jid),
     /// No live process has this id (it stopped, or its heartbeats expired).
     #[error("no live process {0} (it stopped, or its heartbeats expired)")]
     NoProcess(String),
     /// The operation does not apply to the job in its present state.
     #[error("job {jid} is {state}: {message}")]
     InvalidState {
+        /// The job.
         jid: Jid,
-        state: String,
+        /// The state it is in.
+        state: JobState,
+        /// Why the operation does not apply, and what to do instead.
         message: String,
     },
+    /// The job kept moving while an operator command ran (every read found
+    /// it somewhere else); nothing was changed.
+    #[error("job {0} kept moving while the command ran; nothing was changed, try again")]
+    Conflict(Jid),
     /// Stored data that cannot be read back.
     #[error("corrupt record: {0}")]
     Corrupt(String),
     /// A bad store URL or option.
     #[error("{0}")]
     Config(String),
+    /// Anything else the store reports.
     #[error("{0}")]
     Other(String),
 }

@@ -10,6 +10,7 @@ pub mod display;
 mod error;
 mod interrupt;
 mod job;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 mod runtime;
@@ -23,6 +24,7 @@ pub use client::{Client, Push};
 pub use ctx::Ctx;
 pub use error::{Interrupt, JobError, StoreError, StoreResult};
 pub use job::{Job, Registry};
+pub use lifecycle::JobCommand;
 pub use metrics::{Histogram, KindMetrics, Metrics};
 pub use model::{
     Backoff, Checkpoint, ChildRecord, Control, ErrorInfo, Jid, JobDetail, JobOptions, JobRecord,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::StoreResult;
+use crate::lifecycle::{self, JobCommand, StintEnd};
 use crate::metrics::Metrics;
 use crate::model::{
     Checkpoint, ChildRecord, Control, ErrorInfo, Jid, JobDetail, JobRecord, JobState, NewJob,
@@ -59,26 +60,13 @@ pub enum Outcome {
 impl Outcome {
     /// The word stint history records for it.
     pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Succeeded { .. } => "succeeded",
-            Outcome::Retry { .. } => "failed",
-            Outcome::Dead { .. } => "dead",
-            Outcome::Requeue { .. } => "interrupted",
-            Outcome::Paused => "paused",
-            Outcome::Cancelled => "cancelled",
-        }
+        StintEnd::of(self).label()
     }
 
-    /// The state the job is in afterwards.
+    /// The state the job is in afterwards when no operator command is
+    /// pending (see [`lifecycle::after_stint`]).
     pub fn next_state(&self) -> JobState {
-        match self {
-            Outcome::Succeeded { .. } => JobState::Succeeded,
-            Outcome::Retry { .. } => JobState::Retrying,
-            Outcome::Dead { .. } => JobState::Dead,
-            Outcome::Requeue { .. } => JobState::Enqueued,
-            Outcome::Paused => JobState::Paused,
-            Outcome::Cancelled => JobState::Cancelled,
-        }
+        lifecycle::after_stint(StintEnd::of(self), None).expect("an outcome writes a state")
     }
 
     /// The reason stint history records for it.
@@ -88,8 +76,8 @@ impl Outcome {
             Outcome::Retry { error, .. } => Some(error.message.clone()),
             Outcome::Dead { reason, .. } => Some(reason.clone()),
             Outcome::Requeue { reason } => Some(reason.clone()),
-            Outcome::Paused => Some("paused by operator".into()),
-            Outcome::Cancelled => Some("cancelled by operator".into()),
+            Outcome::Paused => Some(lifecycle::PAUSED_BY_OPERATOR.into()),
+            Outcome::Cancelled => Some(lifecycle::CANCELLED_BY_OPERATOR.into()),
         }
     }
 }
@@ -123,6 +111,11 @@ pub struct Recovered {
 pub enum CommandEffect {
     /// The job changed state at once.
     Done(JobState),
+    /// The job already was as the command asked (a pause of a paused job,
+    /// a cancel of a cancelled one): nothing was changed.
+    Unchanged(JobState),
+    /// The job was deleted with its history.
+    Deleted,
     /// The job is running: it was asked, and acts at its next checkpoint.
     Requested(Control),
     /// A running job's pending pause was withdrawn before it took effect.
@@ -261,18 +254,32 @@ pub trait Store: Send + Sync + 'static {
     async fn jobs(&self, filter: &JobFilter) -> StoreResult<Vec<JobRecord>>;
     async fn job(&self, jid: &Jid) -> StoreResult<Option<JobDetail>>;
 
+    /// Runs an operator command on one job, atomically, as
+    /// [`lifecycle::decide`] rules (stores run it through
+    /// [`lifecycle::run_command`]). `NotFound` when there is no such job;
+    /// `InvalidState` with the reason when the command does not apply.
+    async fn command(&self, jid: &Jid, command: JobCommand) -> StoreResult<CommandEffect>;
+
     /// Pauses a job: at once when waiting; at its next checkpoint when
     /// running.
-    async fn pause(&self, jid: &Jid) -> StoreResult<CommandEffect>;
+    async fn pause(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        self.command(jid, JobCommand::Pause).await
+    }
     /// Resumes a paused job (to the head of its queue, checkpoint kept), or
     /// withdraws a pause a running job has not acted on yet.
-    async fn resume(&self, jid: &Jid) -> StoreResult<CommandEffect>;
+    async fn resume(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        self.command(jid, JobCommand::Resume).await
+    }
     /// Cancels a job: at once unless running; at its next checkpoint when
     /// running.
-    async fn cancel(&self, jid: &Jid) -> StoreResult<CommandEffect>;
+    async fn cancel(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        self.command(jid, JobCommand::Cancel).await
+    }
     /// Enqueues a dead, cancelled, retrying or scheduled job now, keeping its
     /// checkpoint; a dead job gets its attempts and recoveries back.
-    async fn retry(&self, jid: &Jid) -> StoreResult<CommandEffect>;
+    async fn retry(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+        self.command(jid, JobCommand::Retry).await
+    }
     /// Pauses or resumes a whole queue: workers take no jobs from a paused
     /// queue; running jobs go on.
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> StoreResult<()>;
@@ -288,7 +295,9 @@ pub trait Store: Send + Sync + 'static {
     /// split parent waiting for its children, and for an unfinished child
     /// of a waiting parent (which would wait for it forever: cancel the
     /// child instead); `NotFound` when there is no such job.
-    async fn delete(&self, jid: &Jid) -> StoreResult<()>;
+    async fn delete(&self, jid: &Jid) -> StoreResult<()> {
+        self.command(jid, JobCommand::Delete).await.map(drop)
+    }
 
     /// Records an operator's command to a live worker process, which acts
     /// on it at its next heartbeat (`process_command`). A `Stop` is never
@@ -303,25 +312,6 @@ pub trait Store: Send + Sync + 'static {
     /// (see [`crate::metrics`]), kept in the same transactions as the
     /// transitions they count.
     async fn metrics(&self) -> StoreResult<Metrics>;
-}
-
-/// The rule of `Store::delete`, for every store: a running job, a split
-/// parent waiting for its children, and an unfinished child of a waiting
-/// parent cannot be deleted.
-pub fn check_deletable(jid: &Jid, state: JobState, parent_waiting: bool) -> StoreResult<()> {
-    let message = match state {
-        JobState::Running => "a running job cannot be deleted; cancel it, then delete it",
-        JobState::Waiting => "it waits for the children it split into; cancel it, then delete it",
-        _ if !state.is_final() && parent_waiting => {
-            "its split parent waits for it; cancel it instead (the parent then carries on)"
-        }
-        _ => return Ok(()),
-    };
-    Err(crate::error::StoreError::InvalidState {
-        jid: jid.clone(),
-        state: state.to_string(),
-        message: message.to_owned(),
-    })
 }
 
 /// A caller's own database transaction that a checkpoint can be written in

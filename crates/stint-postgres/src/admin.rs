@@ -44,7 +44,7 @@ pub async fn delete(c: &mut Client, jid: &Jid) -> StoreResult<()> {
         .ok_or_else(|| StoreError::NotFound(jid.clone()))?;
     let state: JobState = row.get::<_, &str>(0).parse().map_err(StoreError::Corrupt)?;
     let parent_state: Option<&str> = row.get(1);
-    stint_core::store::check_deletable(jid, state, parent_state == Some("waiting"))?;
+    stint_core::lifecycle::check_deletable(jid, state, parent_state == Some("waiting"))?;
     tx.execute("DELETE FROM stint_jobs WHERE jid = $1", &[&jid.as_str()])
         .await
         .map_err(pg_err)?;

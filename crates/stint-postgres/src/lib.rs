@@ -355,6 +355,21 @@ impl Store for PgStore {
         operator::job(&self.client().await?, jid).await
     }
 
+    async fn command(
+        &self,
+        jid: &Jid,
+        command: stint_core::JobCommand,
+    ) -> StoreResult<CommandEffect> {
+        use stint_core::JobCommand as C;
+        match command {
+            C::Pause => self.pause(jid).await,
+            C::Resume => self.resume(jid).await,
+            C::Cancel => self.cancel(jid).await,
+            C::Retry => self.retry(jid).await,
+            C::Delete => self.delete(jid).await.map(|()| CommandEffect::Deleted),
+        }
+    }
+
     async fn pause(&self, jid: &Jid) -> StoreResult<CommandEffect> {
         operator::run(&mut self.client().await?, jid, operator::Command::Pause).await
     }

@@ -222,7 +222,7 @@ async fn exec(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -
 fn invalid(job: &JobRecord, message: &str) -> StoreError {
     StoreError::InvalidState {
         jid: job.jid.clone(),
-        state: job.state.to_string(),
+        state: job.state,
         message: message.to_owned(),
     }
 }

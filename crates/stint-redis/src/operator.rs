@@ -74,7 +74,7 @@ pub(crate) async fn job(s: &RedisStore, jid: &Jid) -> StoreResult<Option<JobDeta
 fn invalid(jid: &Jid, state: JobState, message: &str) -> StoreError {
     StoreError::InvalidState {
         jid: jid.clone(),
-        state: state.to_string(),
+        state,
         message: message.to_owned(),
     }
 }
@@ -231,7 +231,7 @@ fn decide(cmd: Cmd, jid: &Jid, f: &Found) -> StoreResult<Decision> {
         Cmd::Delete => {
             // Whether a child's parent waits is checked by `run` (see
             // `awaited_child`), which reads the parent.
-            stint_core::store::check_deletable(jid, st, false)?;
+            stint_core::lifecycle::check_deletable(jid, st, false)?;
             Move(To::Delete, "", CommandEffect::Done(st))
         }
         Cmd::Retry => match st {

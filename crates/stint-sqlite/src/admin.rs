@@ -45,7 +45,7 @@ pub fn delete(tx: &Transaction, jid: &Jid) -> StoreResult<()> {
         return Err(StoreError::NotFound(jid.clone()));
     };
     let state: JobState = state.parse().map_err(StoreError::Corrupt)?;
-    stint_core::store::check_deletable(jid, state, parent_state.as_deref() == Some("waiting"))?;
+    stint_core::lifecycle::check_deletable(jid, state, parent_state.as_deref() == Some("waiting"))?;
     for table in ["stint_stints", "stint_errors", "stint_jobs"] {
         exec(
             tx,

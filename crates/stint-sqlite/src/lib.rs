@@ -339,6 +339,21 @@ impl Store for SqliteStore {
         self.read(move |conn| operator::job(conn, &jid)).await
     }
 
+    async fn command(
+        &self,
+        jid: &Jid,
+        command: stint_core::JobCommand,
+    ) -> StoreResult<CommandEffect> {
+        use stint_core::JobCommand as C;
+        match command {
+            C::Pause => self.pause(jid).await,
+            C::Resume => self.resume(jid).await,
+            C::Cancel => self.cancel(jid).await,
+            C::Retry => self.retry(jid).await,
+            C::Delete => self.delete(jid).await.map(|()| CommandEffect::Deleted),
+        }
+    }
+
     async fn pause(&self, jid: &Jid) -> StoreResult<CommandEffect> {
         let jid = jid.clone();
         self.write(move |tx| operator::pause(tx, &jid)).await

@@ -171,7 +171,7 @@ pub fn job(conn: &Connection, jid: &Jid) -> StoreResult<Option<JobDetail>> {
 fn invalid(job: &JobRecord, message: &str) -> StoreError {
     StoreError::InvalidState {
         jid: job.jid.clone(),
-        state: job.state.to_string(),
+        state: job.state,
         message: message.to_owned(),
     }
 }

@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use stint_core::model::{Control, Jid, JobState, ProcessCommand};
+use stint_core::lifecycle::{self, JobCommand};
+use stint_core::model::{Jid, ProcessCommand};
 use stint_core::store::CommandEffect;
 
 use crate::api::{parse_jid, ApiError, MAX_LIMIT};
@@ -130,76 +131,19 @@ fn safe_back(back: &str) -> String {
     }
 }
 
-/// The job commands.
-#[derive(Clone, Copy, Debug)]
-enum JobAction {
-    Pause,
-    Resume,
-    Cancel,
-    Retry,
-    Delete,
-}
-
-impl JobAction {
-    fn parse(s: &str) -> Result<Self, ApiError> {
-        Ok(match s {
-            "pause" => JobAction::Pause,
-            "resume" => JobAction::Resume,
-            "cancel" => JobAction::Cancel,
-            "retry" => JobAction::Retry,
-            "delete" => JobAction::Delete,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown job action {other:?}; expected pause, resume, cancel, retry or delete"
-                )))
-            }
-        })
-    }
+fn parse_command(s: &str) -> Result<JobCommand, ApiError> {
+    s.parse().map_err(ApiError::bad_request)
 }
 
 /// Applies one command to one job; returns the effect and a sentence.
 async fn apply(
     st: &AppState,
-    action: JobAction,
+    command: JobCommand,
     jid: &Jid,
 ) -> Result<(Option<CommandEffect>, String), ApiError> {
-    let s = &st.store;
-    let effect = match action {
-        JobAction::Pause => s.pause(jid).await?,
-        JobAction::Resume => s.resume(jid).await?,
-        JobAction::Cancel => s.cancel(jid).await?,
-        JobAction::Retry => s.retry(jid).await?,
-        JobAction::Delete => {
-            s.delete(jid).await?;
-            return Ok((None, format!("job {jid} deleted")));
-        }
-    };
-    Ok((Some(effect), describe(action, jid, effect)))
-}
-
-/// What a command did, in words.
-fn describe(action: JobAction, jid: &Jid, effect: CommandEffect) -> String {
-    use CommandEffect::*;
-    match (action, effect) {
-        (_, Requested(Control::Pause)) => format!(
-            "job {jid} is running: pause requested; it stops at its next checkpoint and keeps its progress"
-        ),
-        (_, Requested(Control::Cancel)) => {
-            format!("job {jid} is running: cancel requested; it stops at its next checkpoint")
-        }
-        (_, Withdrawn) => format!("job {jid}: its pending pause was withdrawn; it carries on"),
-        (JobAction::Resume, Done(JobState::Enqueued)) => {
-            format!("job {jid} resumed: at the head of its queue, progress kept")
-        }
-        (JobAction::Retry, Done(JobState::Enqueued)) => {
-            format!("job {jid} enqueued for another try, progress kept")
-        }
-        (_, Done(state)) => format!("job {jid} is now {state}"),
-        (a, Cascaded { children }) => format!(
-            "job {jid} waits for its children: {} sent to its {children} unfinished children",
-            format!("{a:?}").to_lowercase()
-        ),
-    }
+    let effect = st.store.command(jid, command).await?;
+    let text = lifecycle::describe(command, jid, effect);
+    Ok(((effect != CommandEffect::Deleted).then_some(effect), text))
 }
 
 /// `POST /api/jobs/{jid}/{pause|resume|cancel|retry|delete}`.
@@ -216,7 +160,7 @@ pub async fn job(
     };
     let result = async {
         let jid = parse_jid(&jid)?;
-        let action = JobAction::parse(&action)?;
+        let action = parse_command(&action)?;
         let (effect, message) = apply(&st, action, &jid).await?;
         Ok(json!({ "ok": true, "jid": jid, "effect": effect, "message": message }))
     }
@@ -240,7 +184,7 @@ pub async fn bulk(
     };
     let result = async {
         let action = match input.get("action").as_deref() {
-            Some(a @ ("retry" | "delete" | "cancel")) => JobAction::parse(a)?,
+            Some(a @ ("retry" | "delete" | "cancel")) => parse_command(a)?,
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "unknown bulk action {other:?}; expected retry, delete or cancel"

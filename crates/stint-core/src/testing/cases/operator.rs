@@ -338,7 +338,7 @@ fn assert_invalid<T: std::fmt::Debug>(
             jid: j, state: s, ..
         }) => {
             assert_eq!(&j, jid, "{what}: InvalidState names the job");
-            assert_eq!(s, state.as_str(), "{what}: InvalidState names its state");
+            assert_eq!(s, state, "{what}: InvalidState names its state");
         }
         other => panic!("{what} of a {state} job should be Err(InvalidState), got {other:?}"),
     }
