@@ -19,8 +19,7 @@ use stint_core::model::{JobOptions, NewJob};
 use stint_core::{Jid, Store};
 use stint_redis::RedisStore;
 use stint_testkit::redis::RedisServer;
-
-const WORKER: &str = env!("CARGO_BIN_EXE_stint-redis-worker");
+use stint_testkit::worker::test_worker_bin;
 
 struct Figures {
     jobs: usize,
@@ -135,7 +134,7 @@ async fn stint_rate(
     let log = server
         .dir()
         .join(format!("worker-{concurrency}{}.log", query.len()));
-    let worker = Command::new(WORKER)
+    let worker = Command::new(test_worker_bin())
         .arg(format!("{}{query}", server.url()))
         .arg(concurrency.to_string())
         .env("STINT_QUEUES", "bench")
@@ -231,7 +230,7 @@ async fn latency(server: &RedisServer, conn: &mut ConnectionManager, samples: us
     let store: Arc<dyn Store> =
         Arc::new(RedisStore::connect(&server.url()).await.expect("connect"));
     let worker = spawn(
-        Command::new(WORKER)
+        Command::new(test_worker_bin())
             .arg(server.url())
             .arg("10")
             .env("RUST_LOG", "warn"),

@@ -90,3 +90,68 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The package and binary of the one test worker (`tests/e2e`).
+const WORKER_PACKAGE: &str = "stint-e2e";
+const WORKER_BIN: &str = "stint-test-worker";
+
+/// The `stint-test-worker` binary, for tests and benchmarks outside its
+/// own package (inside it, `env!("CARGO_BIN_EXE_stint-test-worker")`).
+///
+/// `$STINT_TEST_WORKER` names it when set. Otherwise it is built once per
+/// test process (`cargo build -p stint-e2e --bin stint-test-worker`, a
+/// no-op when it is up to date) in the target directory and profile of the
+/// running test executable (`target/PROFILE/deps/TEST-HASH`), and its path
+/// there is returned.
+pub fn test_worker_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("STINT_TEST_WORKER") {
+            return PathBuf::from(bin);
+        }
+        let exe = std::env::current_exe().expect("the test executable's path");
+        // target/PROFILE/deps/TEST-HASH (or target/PROFILE/TEST for a
+        // binary outside deps).
+        let mut profile_dir = exe.parent().expect("test executable's directory");
+        if profile_dir.file_name().is_some_and(|n| n == "deps") {
+            profile_dir = profile_dir.parent().expect("profile directory");
+        }
+        let target_dir = profile_dir.parent().expect("target directory");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("profile directory name");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            WORKER_PACKAGE,
+            "--bin",
+            WORKER_BIN,
+        ])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .stdin(Stdio::null());
+        match profile {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("run cargo to build {WORKER_BIN}: {e}"));
+        assert!(
+            status.success(),
+            "cargo build -p {WORKER_PACKAGE} --bin {WORKER_BIN} failed ({status})"
+        );
+        let bin = profile_dir.join(WORKER_BIN);
+        assert!(bin.exists(), "{} missing after the build", bin.display());
+        bin
+    })
+    .clone()
+}

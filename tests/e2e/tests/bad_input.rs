@@ -5,8 +5,13 @@ use std::time::Duration;
 use stint::{Backoff, Client, Jid, JobOptions, JobState, NewJob};
 use stint_e2e::harness::{wait_for, TestStore, WorkerProc};
 use stint_e2e::jobs::Count;
+use stint_e2e::per_store;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stint-test-worker");
+
+per_store! {
+    bad_payload_unknown_kind_and_stale_checkpoint_each_end_dead_with_a_clear_error,
+}
 
 fn raw(kind: &str, args: serde_json::Value, max_attempts: u32) -> NewJob {
     NewJob {
@@ -26,9 +31,9 @@ fn raw(kind: &str, args: serde_json::Value, max_attempts: u32) -> NewJob {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_payload_unknown_kind_and_stale_checkpoint_each_end_dead_with_a_clear_error() {
-    let ts = TestStore::new();
+async fn bad_payload_unknown_kind_and_stale_checkpoint_each_end_dead_with_a_clear_error(
+    ts: TestStore,
+) {
     let client = Client::new(ts.store.clone());
 
     // 1. Arguments that do not deserialize for the kind: dead at once.

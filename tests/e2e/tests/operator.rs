@@ -1,16 +1,22 @@
-//! Pause, resume and cancel a job running in a real worker process.
+//! Pause, resume and cancel a job running in a real worker process, on
+//! every store.
 
 use std::time::Duration;
 
 use stint::{Client, CommandEffect, Control, JobState};
 use stint_e2e::harness::{wait_for, TestStore, WorkerProc};
 use stint_e2e::jobs::Count;
+use stint_e2e::per_store;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stint-test-worker");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_then_resume_a_running_job_continues_from_its_checkpoint() {
-    let ts = TestStore::new();
+per_store! {
+    pause_then_resume_a_running_job_continues_from_its_checkpoint,
+    cancel_a_running_job_stops_it_at_its_next_checkpoint,
+    a_paused_queue_is_not_served_until_resumed,
+}
+
+async fn pause_then_resume_a_running_job_continues_from_its_checkpoint(ts: TestStore) {
     let jid = Client::new(ts.store.clone())
         .push(&Count {
             n: 400,
@@ -60,9 +66,7 @@ async fn pause_then_resume_a_running_job_continues_from_its_checkpoint() {
     assert!(w.wait(Duration::from_secs(10)).unwrap().success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_a_running_job_stops_it_at_its_next_checkpoint() {
-    let ts = TestStore::new();
+async fn cancel_a_running_job_stops_it_at_its_next_checkpoint(ts: TestStore) {
     let jid = Client::new(ts.store.clone())
         .push(&Count {
             n: 100_000,
@@ -96,9 +100,7 @@ async fn cancel_a_running_job_stops_it_at_its_next_checkpoint() {
     assert!(w.wait(Duration::from_secs(10)).unwrap().success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_queue_is_not_served_until_resumed() {
-    let ts = TestStore::new();
+async fn a_paused_queue_is_not_served_until_resumed(ts: TestStore) {
     ts.store.set_queue_paused("default", true).await.unwrap();
     let jid = Client::new(ts.store.clone())
         .push(&Count {

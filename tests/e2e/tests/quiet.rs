@@ -6,12 +6,17 @@ use std::time::Duration;
 use stint::{Client, JobState};
 use stint_e2e::harness::{wait_for, TestStore, WorkerProc};
 use stint_e2e::jobs::Count;
+use stint_e2e::per_store;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stint-test-worker");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigtstp_takes_no_new_jobs_while_the_running_one_goes_on_then_sigterm_hands_it_back() {
-    let ts = TestStore::new();
+per_store! {
+    sigtstp_takes_no_new_jobs_while_the_running_one_goes_on_then_sigterm_hands_it_back,
+}
+
+async fn sigtstp_takes_no_new_jobs_while_the_running_one_goes_on_then_sigterm_hands_it_back(
+    ts: TestStore,
+) {
     let client = Client::new(ts.store.clone());
     let running = client
         .push(&Count {

@@ -1,16 +1,27 @@
-//! Real worker processes stopped by SIGTERM and killed by SIGKILL.
+//! Real worker processes stopped by SIGTERM and killed by SIGKILL, on
+//! every store.
 
 use std::time::{Duration, Instant};
 
 use stint::{Client, Jid, JobState, Push};
 use stint_e2e::harness::{wait_for, TestStore, WorkerProc};
-use stint_e2e::jobs::{Count, Noop};
+use stint_e2e::jobs::{Count, KillSelf, Noop};
+use stint_e2e::per_store;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stint-test-worker");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_hands_the_job_back_and_the_next_process_resumes_from_its_checkpoint() {
-    let ts = TestStore::new();
+per_store! {
+    sigterm_hands_the_job_back_and_the_next_process_resumes_from_its_checkpoint,
+    sigterm_aborts_a_job_that_ignores_it_after_the_timeout_and_keeps_its_last_checkpoint,
+    sigkill_leased_jobs_are_recovered_by_a_live_process_none_lost,
+    sigkill_leased_jobs_are_recovered_by_lease_expiry_alone,
+    a_worker_started_after_a_kill_recovers_at_once,
+    a_job_that_kills_its_process_every_time_ends_dead_after_the_limit,
+}
+
+async fn sigterm_hands_the_job_back_and_the_next_process_resumes_from_its_checkpoint(
+    ts: TestStore,
+) {
     let client = Client::new(ts.store.clone());
     let jid = client
         .push(&Count {
@@ -78,9 +89,9 @@ async fn sigterm_hands_the_job_back_and_the_next_process_resumes_from_its_checkp
     assert!(second.wait(Duration::from_secs(10)).unwrap().success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_aborts_a_job_that_ignores_it_after_the_timeout_and_keeps_its_last_checkpoint() {
-    let ts = TestStore::new();
+async fn sigterm_aborts_a_job_that_ignores_it_after_the_timeout_and_keeps_its_last_checkpoint(
+    ts: TestStore,
+) {
     let client = Client::new(ts.store.clone());
     // One item takes 3 s: the job cannot reach a checkpoint within the 500 ms
     // shutdown timeout.
@@ -119,20 +130,17 @@ async fn sigterm_aborts_a_job_that_ignores_it_after_the_timeout_and_keeps_its_la
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_leased_jobs_are_recovered_by_a_live_process_none_lost() {
-    sigkill_recovery(&[]).await;
+async fn sigkill_leased_jobs_are_recovered_by_a_live_process_none_lost(ts: TestStore) {
+    sigkill_recovery(ts, &[]).await;
 }
 
 /// As across machines: no process can see the dead one's pid, only its
 /// lease expiring (default TTL) tells.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_leased_jobs_are_recovered_by_lease_expiry_alone() {
-    sigkill_recovery(&[("STINT_NO_REAP", "1")]).await;
+async fn sigkill_leased_jobs_are_recovered_by_lease_expiry_alone(ts: TestStore) {
+    sigkill_recovery(ts, &[("STINT_NO_REAP", "1")]).await;
 }
 
-async fn sigkill_recovery(env: &[(&str, &str)]) {
-    let ts = TestStore::new();
+async fn sigkill_recovery(ts: TestStore, env: &[(&str, &str)]) {
     let client = Client::new(ts.store.clone());
     let jobs: Vec<Count> = (0..40)
         .map(|_| Count {
@@ -217,9 +225,7 @@ async fn sigkill_recovery(env: &[(&str, &str)]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_started_after_a_kill_recovers_at_once() {
-    let ts = TestStore::new();
+async fn a_worker_started_after_a_kill_recovers_at_once(ts: TestStore) {
     let client = Client::new(ts.store.clone());
     let jids = client
         .push_many(&vec![Noop {}; 2000], Push::new())
@@ -260,4 +266,85 @@ async fn a_worker_started_after_a_kill_recovers_at_once() {
     )
     .await;
     assert_eq!(d.history[0].outcome.as_deref(), Some("recovered"));
+}
+
+/// A poison pill: a job that kills its process (SIGKILL) every time it
+/// starts. Each next process recovers it at start (the dead pid is gone),
+/// without progress; after the limit (3 recoveries) the fourth recovery
+/// sends it to `dead`, and the processes after that live on, running the
+/// other jobs.
+async fn a_job_that_kills_its_process_every_time_ends_dead_after_the_limit(ts: TestStore) {
+    let client = Client::new(ts.store.clone());
+    let pill = client.push(&KillSelf { db: ts.db.clone() }).await.unwrap();
+    let mut deaths = 0;
+    let last = loop {
+        assert!(deaths <= 4, "the job killed {deaths} processes");
+        let mut w = WorkerProc::start(BIN, &ts, 2, &[]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = w.wait(Duration::ZERO) {
+                break Some(status);
+            }
+            if ts.job(&pill).await.job.state == JobState::Dead {
+                break None;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker neither died nor buried the pill; log:\n{}",
+                w.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        match status {
+            Some(status) => {
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(
+                    status.signal(),
+                    Some(libc::SIGKILL),
+                    "{status:?}; log:\n{}",
+                    w.log_text()
+                );
+                deaths += 1;
+            }
+            None => break w,
+        }
+    };
+    assert_eq!(
+        deaths, 4,
+        "it ran once, then once per recovery up to the limit"
+    );
+    let d = ts.job(&pill).await;
+    let reason = d.job.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("poison pill: recovered 4 times"),
+        "{reason}"
+    );
+    assert_eq!(d.job.recoveries, 4);
+    assert_eq!(d.job.attempts, 0, "a kill uses up no attempt");
+    let starts = ts.starts(&pill);
+    assert_eq!(starts.len(), 4, "{starts:?}");
+
+    // The process that buried it goes on and runs other jobs.
+    let other = client
+        .push(&Count {
+            n: 3,
+            sleep_ms: 0,
+            db: ts.db.clone(),
+        })
+        .await
+        .unwrap();
+    let mut last = last;
+    wait_for(
+        Duration::from_secs(10),
+        "another job to succeed",
+        || async { (ts.job(&other).await.job.state == JobState::Succeeded).then_some(()) },
+    )
+    .await;
+    assert_eq!(ts.job(&pill).await.job.state, JobState::Dead, "still dead");
+    last.signal(libc::SIGTERM);
+    assert!(
+        last.wait(Duration::from_secs(10)).unwrap().success(),
+        "log:\n{}",
+        last.log_text()
+    );
 }

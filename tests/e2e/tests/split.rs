@@ -1,24 +1,29 @@
-//! Split jobs with real worker processes: chunks run in parallel over
-//! several processes, survive SIGTERM and SIGKILL from their checkpoints,
-//! and the merge runs exactly once.
+//! Split jobs with real worker processes, on every store: chunks run in
+//! parallel over several processes, survive SIGTERM and SIGKILL from their
+//! checkpoints, and the merge runs exactly once.
 
 use std::time::Duration;
 
 use stint::{Client, CommandEffect, Jid, JobState};
 use stint_e2e::harness::{wait_for, TestStore, WorkerProc};
+use stint_e2e::per_store;
 use stint_e2e::split_jobs::SplitSum;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stint-test-worker");
+
+per_store! {
+    eight_chunks_over_two_processes_survive_sigterm_and_sigkill_and_merge_once,
+    a_dead_chunk_fails_the_parent_by_default_or_is_listed_with_collect,
+    pausing_and_cancelling_a_parent_reach_its_running_children,
+    a_parent_killed_while_splitting_never_enqueues_its_children_twice,
+}
 
 fn sum_below(n: u64) -> u64 {
     n * (n - 1) / 2
 }
 
 fn query<T: rusqlite::types::FromSql>(ts: &TestStore, sql: &str, jid: &Jid) -> T {
-    stint::sqlite::open_connection(&ts.db)
-        .unwrap()
-        .query_row(sql, [jid.as_str()], |r| r.get(0))
-        .unwrap()
+    ts.query(sql, jid)
 }
 
 async fn children_states(ts: &TestStore, parent: &Jid) -> Vec<JobState> {
@@ -42,9 +47,7 @@ fn split_sum(ts: &TestStore, n: u64, chunks: u64, sleep_ms: u64) -> SplitSum {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_chunks_over_two_processes_survive_sigterm_and_sigkill_and_merge_once() {
-    let ts = TestStore::new();
+async fn eight_chunks_over_two_processes_survive_sigterm_and_sigkill_and_merge_once(ts: TestStore) {
     let n = 1_600;
     let parent = Client::new(ts.store.clone())
         .push(&split_sum(&ts, n, 8, 10))
@@ -144,9 +147,7 @@ async fn eight_chunks_over_two_processes_survive_sigterm_and_sigkill_and_merge_o
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_chunk_fails_the_parent_by_default_or_is_listed_with_collect() {
-    let ts = TestStore::new();
+async fn a_dead_chunk_fails_the_parent_by_default_or_is_listed_with_collect(ts: TestStore) {
     let client = Client::new(ts.store.clone());
     let failing = client
         .push(&SplitSum {
@@ -210,9 +211,7 @@ async fn a_dead_chunk_fails_the_parent_by_default_or_is_listed_with_collect() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pausing_and_cancelling_a_parent_reach_its_running_children() {
-    let ts = TestStore::new();
+async fn pausing_and_cancelling_a_parent_reach_its_running_children(ts: TestStore) {
     let client = Client::new(ts.store.clone());
     let parent = client.push(&split_sum(&ts, 4_000, 4, 5)).await.unwrap();
     let _w = WorkerProc::start(BIN, &ts, 8, &[]);
@@ -295,9 +294,7 @@ async fn pausing_and_cancelling_a_parent_reach_its_running_children() {
 /// The split is one atomic step: a process killed while enqueueing many
 /// children leaves either none or all of them, and the parent that runs
 /// again never enqueues them twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_parent_killed_while_splitting_never_enqueues_its_children_twice() {
-    let ts = TestStore::new();
+async fn a_parent_killed_while_splitting_never_enqueues_its_children_twice(ts: TestStore) {
     let chunks = 4_000;
     let parent = Client::new(ts.store.clone())
         .push(&split_sum(&ts, chunks, chunks, 0))

@@ -42,15 +42,14 @@ use std::process::Command;
 #[allow(unused_imports)] // not every test file waits
 pub use stint_testkit::worker::{wait_for, Worker};
 
-/// The worker binary of this crate's end-to-end tests.
-pub const WORKER_BIN: &str = env!("CARGO_BIN_EXE_stint-pg-test-worker");
-
-/// A `stint-pg-test-worker` process; see `stint_testkit::worker::Worker`.
+/// A process of the test worker (`stint-test-worker`, built by
+/// `stint_testkit::worker::test_worker_bin`); see
+/// `stint_testkit::worker::Worker`.
 pub struct WorkerProc(Worker);
 
 impl WorkerProc {
     pub fn start(url: &str, concurrency: usize, env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(WORKER_BIN);
+        let mut cmd = Command::new(stint_testkit::worker::test_worker_bin());
         cmd.arg(url).arg(concurrency.to_string());
         for (k, v) in env {
             cmd.env(k, v);

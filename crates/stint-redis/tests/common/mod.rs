@@ -1,6 +1,7 @@
-//! Shared pieces of the real-process tests: worker processes of the
-//! `stint-redis-worker` binary, Ruby scripts, and waiting for Redis to say
-//! something.
+//! Shared pieces of the real-process tests: worker processes of the test
+//! worker (`stint-test-worker`, built by
+//! `stint_testkit::worker::test_worker_bin`), Ruby scripts, and waiting for
+//! Redis to say something.
 
 #![allow(dead_code)]
 
@@ -11,20 +12,18 @@ pub use stint_testkit::worker::{wait_for, Worker};
 
 use redis::aio::ConnectionManager;
 
-pub const WORKER: &str = env!("CARGO_BIN_EXE_stint-redis-worker");
-
 /// A worker process; see `stint_testkit::worker::Worker`.
 pub struct WorkerProc(Worker);
 
 impl WorkerProc {
-    /// Starts `stint-redis-worker URL CONCURRENCY` with extra environment.
+    /// Starts `stint-test-worker URL CONCURRENCY` with extra environment.
     pub fn start(
         dir: &std::path::Path,
         url: &str,
         concurrency: usize,
         env: &[(&str, &str)],
     ) -> Self {
-        let mut cmd = Command::new(WORKER);
+        let mut cmd = Command::new(stint_testkit::worker::test_worker_bin());
         cmd.arg(url)
             .arg(concurrency.to_string())
             .env("RUST_LOG", "warn");

@@ -1,13 +1,24 @@
-//! A worker process for the end-to-end tests:
-//! `stint-test-worker STORE_URL [CONCURRENCY]`, with the test jobs
-//! registered. Lease TTL and shutdown timeout come from the environment
-//! (`STINT_LEASE_TTL_MS`, `STINT_SHUTDOWN_TIMEOUT_MS`) so tests can shorten
-//! them; `STINT_NO_REAP` leaves dead processes to lease expiry alone.
+//! The worker process of every real-process test and benchmark, on any
+//! store: `stint-test-worker STORE_URL [CONCURRENCY]` (`sqlite://…`,
+//! `postgres://…`, `redis://…`), with every test job registered
+//! (`stint_e2e::jobs`, `split_jobs`, `pg_jobs`, `redis_jobs`).
+//!
+//! Environment, so tests can shorten what matters to them:
+//! `STINT_QUEUES` (comma-separated, default `default`),
+//! `STINT_LEASE_TTL_MS`, `STINT_SHUTDOWN_TIMEOUT_MS`, `STINT_POLL_MS` (idle
+//! poll), `STINT_FLUSH_MS` (checkpoint flush interval), `STINT_PREFETCH`
+//! (jobs leased ahead at most), `STINT_NO_REAP` (only lease expiry finds
+//! dead processes, as across machines), `RUST_LOG` (default `info`).
+//!
+//! It prints `READY PROCESS_ID` on stderr once started, and `EXIT
+//! stints=N handed_back=M` after a graceful stop.
 
 use std::time::Duration;
 
 use stint::Worker;
-use stint_e2e::jobs::{Count, InsertRows, Noop};
+use stint_e2e::jobs::{Count, InsertRows, KillSelf, Noop};
+use stint_e2e::pg_jobs::InsertNumbers;
+use stint_e2e::redis_jobs::{self, AlwaysFails, HardWorker, Sleepy, Stamp};
 use stint_e2e::split_jobs::{SplitSum, SumChunk};
 
 fn env_ms(name: &str) -> Option<Duration> {
@@ -32,20 +43,52 @@ async fn main() {
         .next()
         .map(|c| c.parse().expect("concurrency"))
         .unwrap_or(10);
-    let store = stint::connect(&url).await.expect("store");
+    if url.starts_with("redis") {
+        redis_jobs::init(&url);
+    }
+    let store = match stint::connect(&url).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let queues: Vec<String> = std::env::var("STINT_QUEUES")
+        .unwrap_or_else(|_| "default".into())
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     let mut builder = Worker::builder(store)
         .register::<Count>()
         .register::<Noop>()
         .register::<InsertRows>()
+        .register::<KillSelf>()
         .register::<SplitSum>()
         .register::<SumChunk>()
-        .queues(["default"])
+        .register::<InsertNumbers>()
+        .register::<Sleepy>()
+        .register::<HardWorker>()
+        .register::<AlwaysFails>()
+        .register::<Stamp>()
+        .queues(queues)
         .concurrency(concurrency);
     if let Some(ttl) = env_ms("STINT_LEASE_TTL_MS") {
         builder = builder.lease_ttl(ttl);
     }
     if let Some(t) = env_ms("STINT_SHUTDOWN_TIMEOUT_MS") {
         builder = builder.shutdown_timeout(t);
+    }
+    if let Some(poll) = env_ms("STINT_POLL_MS") {
+        builder.config_mut().poll_interval = poll;
+    }
+    if let Some(flush) = env_ms("STINT_FLUSH_MS") {
+        builder.config_mut().flush_interval = flush;
+    }
+    if let Some(n) = std::env::var("STINT_PREFETCH")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        builder = builder.prefetch(n);
     }
     if std::env::var_os("STINT_NO_REAP").is_some() {
         // Only lease expiry finds dead processes, as across machines.
