@@ -25,11 +25,9 @@ fn example(name: &str) -> PathBuf {
 fn the_readme_shows_the_example_file() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/readme.rs"
-    ))
-    .unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/readme.rs"))
+            .unwrap();
     let code = &example[example.find("use serde").expect("the example's code")..];
     let section = &readme[readme.find("## Writing a job").expect("the section")..];
     let start = section.find("```rust\n").expect("a rust block") + "```rust\n".len();
