@@ -57,7 +57,8 @@ pub(crate) type StintFuture = BoxFuture<'static, (Ctx, Result<(), JobError>)>;
 
 type Handler = Arc<dyn Fn(Value, Ctx) -> Result<StintFuture, serde_json::Error> + Send + Sync>;
 
-/// Handlers by kind.
+/// The handlers a worker runs, by kind (`Job::KIND`). A job whose kind
+/// is not registered is retried (another worker may know it), then dead.
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<String, Handler>,

@@ -143,7 +143,8 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Builds a `Worker`.
+/// Builds a `Worker` (from `Worker::builder`): the job kinds it runs, its
+/// queues, its concurrency and the other `WorkerConfig` settings.
 pub struct WorkerBuilder {
     store: Arc<dyn Store>,
     registry: Registry,
