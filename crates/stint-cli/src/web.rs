@@ -7,9 +7,7 @@ use crate::ops::Target;
 
 pub async fn run(t: Target, bind: SocketAddr, token: Option<String>) -> anyhow::Result<()> {
     let token = token.filter(|t| !t.is_empty());
-    let bound = stint_web::bind(t.store, bind, token)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bound = stint_web::bind(t.store, bind, token).await?;
     println!("{}", bound.banner());
     println!(
         "store {}; JSON API under /api, Prometheus metrics at /metrics; Ctrl-C stops",

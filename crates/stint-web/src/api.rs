@@ -20,7 +20,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
             StoreError::NotFound(_) | StoreError::NoProcess(_) => StatusCode::NOT_FOUND,
-            StoreError::InvalidState { .. } => StatusCode::CONFLICT,
+            StoreError::InvalidState { .. } | StoreError::Conflict(_) => StatusCode::CONFLICT,
+            StoreError::Duplicate(_) => StatusCode::CONFLICT,
             StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Other(m) if m.contains("not supported by the") => {
                 StatusCode::NOT_IMPLEMENTED

@@ -29,7 +29,6 @@ mod pages;
 mod prometheus;
 mod views;
 
-use std::fmt as stdfmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,24 +135,15 @@ impl Dashboard {
 }
 
 /// Why the dashboard cannot start.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum WebError {
     /// A bind address or token that is not safe or not valid.
+    #[error("{0}")]
     Config(String),
     /// The address could not be bound.
-    Bind(SocketAddr, std::io::Error),
+    #[error("cannot listen on {0}")]
+    Bind(SocketAddr, #[source] std::io::Error),
 }
-
-impl stdfmt::Display for WebError {
-    fn fmt(&self, f: &mut stdfmt::Formatter<'_>) -> stdfmt::Result {
-        match self {
-            WebError::Config(m) => f.write_str(m),
-            WebError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for WebError {}
 
 /// Checks that a dashboard on `addr` may start: on a loopback address it
 /// may run without a token; on any other address (reachable from other
