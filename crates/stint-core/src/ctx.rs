@@ -187,6 +187,10 @@ impl Ctx {
         if stop.is_none() && coarse_ms() < self.next_flush_ms {
             return Ok(());
         }
+        if stop == Some(Interrupt::LeaseLost) {
+            // Nothing may be written: the lease is gone, or may be by now.
+            return Err(JobError::Interrupted(Interrupt::LeaseLost));
+        }
         // The cursor and the count it covers move together.
         self.set_cursor(cursor)?;
         self.checkpoint.done += std::mem::take(&mut self.pending);
@@ -278,7 +282,9 @@ impl Ctx {
             return Ok(());
         }
         if let Some(reason) = self.signal.get() {
-            self.flush().await;
+            if reason != Interrupt::LeaseLost {
+                self.flush().await;
+            }
             return Err(JobError::Interrupted(reason));
         }
         step.await?;
@@ -328,6 +334,9 @@ impl Ctx {
     /// an unreachable store is logged once and tried again at the next flush.
     pub(crate) async fn flush(&mut self) {
         self.next_flush_ms = coarse_ms() + self.flush_every.as_millis() as u64;
+        if self.signal.get() == Some(Interrupt::LeaseLost) {
+            return;
+        }
         if self.transactional && !self.dirty {
             return;
         }

@@ -1,7 +1,7 @@
 //! The stop signal a running stint watches: a reason (the strongest one asked
 //! for wins) and a cancellation token for code waiting on I/O.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +14,13 @@ pub(crate) struct StopSignal {
     /// 0 = none; otherwise the code of the strongest reason asked for.
     reason: AtomicU8,
     token: CancellationToken,
+    /// Stopped by this process itself because it could not renew its
+    /// leases in time (`fence`): nothing is written by the stint, and its
+    /// end hands the job back, fenced by its lease.
+    fenced: AtomicBool,
+    /// Cancelled when the stint must end now, at its next await, because
+    /// its lease may expire before it reaches a checkpoint.
+    kill: CancellationToken,
 }
 
 fn code(i: Interrupt) -> u8 {
@@ -59,6 +66,29 @@ impl StopSignal {
 
     pub(crate) fn token(&self) -> CancellationToken {
         self.token.clone()
+    }
+
+    /// The process could not renew its leases: the stint stops at its next
+    /// checkpoint as if its lease were lost (writing nothing).
+    pub(crate) fn fence(&self) {
+        self.fenced.store(true, Ordering::Release);
+        self.raise(Interrupt::LeaseLost);
+    }
+
+    /// Whether `fence` stopped this stint.
+    pub(crate) fn fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Ends the stint at once (its future is dropped), after `fence`.
+    pub(crate) fn kill(&self) {
+        self.fence();
+        self.kill.cancel();
+    }
+
+    /// Completes when `kill` is called.
+    pub(crate) async fn killed(&self) {
+        self.kill.cancelled().await
     }
 }
 

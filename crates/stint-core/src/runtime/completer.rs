@@ -23,14 +23,23 @@ pub(crate) struct Done {
 
 const MAX_BATCH: usize = 512;
 
-/// Runs until every sender is gone and the channel is drained. Returns
-/// (stints ended, jobs handed back).
+/// Runs until every sender is gone and the channel is drained, or the
+/// worker gives up on the store (`Shared::exit`). Returns (stints ended,
+/// jobs handed back).
 pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) -> (u64, u64) {
     let mut stints = 0u64;
     let mut handed_back = 0u64;
     let mut batch: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     let mut permits = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            biased;
+            d = rx.recv() => match d {
+                Some(d) => d,
+                None => break,
+            },
+            _ = shared.exit.cancelled() => break,
+        };
         let mut take = |d: Done, batch: &mut Vec<Completion>| {
             stints += 1;
             permits.push(d.backlog);
@@ -63,20 +72,30 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
 }
 
 /// Writes one batch, retrying while the store is unavailable: a completion
-/// is never dropped while the process lives. (If the process dies first, the
-/// jobs are recovered from their leases and run again from their
-/// checkpoints.)
+/// is dropped only when the worker gives up on the store as it exits
+/// (`Shared::exit`). (The jobs are then recovered from their leases, as
+/// when the process dies, and run again from their checkpoints.)
 async fn record(shared: &Shared, batch: Vec<Completion>) {
     let mut delay = Duration::from_millis(100);
     let mut trouble = Trouble::new("recording stint ends");
     loop {
-        if let Some(refused) = trouble.result(shared.store.complete(batch.clone()).await) {
+        let Some(result) = shared.bounded(shared.store.complete(batch.clone())).await else {
+            break;
+        };
+        if let Some(refused) = trouble.result(result) {
             for jid in refused {
                 tracing::warn!(%jid, "stint end not recorded: the lease was lost to another process, which owns the job now");
             }
             return;
         }
-        tokio::time::sleep(delay).await;
+        if shared.bounded(tokio::time::sleep(delay)).await.is_none() {
+            break;
+        }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+    tracing::warn!(
+        jobs = batch.len(),
+        "exiting without recording these stint ends: the store did not answer in time; \
+         their jobs are recovered when their leases expire"
+    );
 }

@@ -35,7 +35,7 @@ pub(crate) async fn run_stint(
     // Asked to stop while it waited for a slot (a prefetched job): it ends
     // before it starts.
     if let Some(why) = signal.get() {
-        return unstarted(lease, Some(why), &format!("{why} before it started"));
+        return unstarted(lease, &signal, &format!("{why} before it started"));
     }
 
     let ctx = Ctx::new(
@@ -75,15 +75,25 @@ pub(crate) async fn run_stint(
 
     // The stint runs in this task; a panic is caught as a failed stint, and
     // an abort (shutdown timeout) drops it.
+    // So does a kill: its lease may expire before it reaches a checkpoint.
     let joined = tokio::select! {
         joined = std::panic::AssertUnwindSafe(fut).catch_unwind() => Some(joined),
         _ = shared.abort.cancelled() => None,
+        _ = signal.killed() => None,
     };
     if let Some(t) = limit_task {
         t.abort();
     }
     let elapsed = started.elapsed();
 
+    if signal.fenced() && !matches!(joined, Some(Ok((_, Ok(()))))) {
+        // Stopped by this process before its lease could expire: the job
+        // goes back to its queue with its last saved checkpoint, a write
+        // fenced by the lease (refused if the job was recovered meanwhile).
+        tracing::warn!(jid = %job.jid, kind = %job.kind, stint = lease.stint,
+            "stopped: the store was unreachable for too long to renew this job's lease");
+        return Some(fenced(lease));
+    }
     let Some(joined) = joined else {
         tracing::warn!(jid = %job.jid, kind = %job.kind,
             "did not stop within the shutdown timeout; aborted and put back with its last saved checkpoint");
@@ -148,8 +158,11 @@ pub(crate) async fn run_stint(
 /// cancelled when an operator asked for it meanwhile, else back to the head
 /// of its queue with its checkpoint, saying `reason`; nothing when its lease
 /// was lost.
-pub(crate) fn unstarted(lease: Lease, why: Option<Interrupt>, reason: &str) -> Option<Completion> {
-    let outcome = match why {
+pub(crate) fn unstarted(lease: Lease, signal: &StopSignal, reason: &str) -> Option<Completion> {
+    if signal.fenced() {
+        return Some(fenced(lease));
+    }
+    let outcome = match signal.get() {
         Some(Interrupt::LeaseLost | Interrupt::Split) => return None,
         Some(Interrupt::Pause) => Outcome::Paused,
         Some(Interrupt::Cancel) => Outcome::Cancelled,
@@ -162,6 +175,18 @@ pub(crate) fn unstarted(lease: Lease, why: Option<Interrupt>, reason: &str) -> O
         checkpoint: None,
         outcome,
     })
+}
+
+/// The end of a stint the process stopped itself because it could not renew
+/// its lease in time (`StopSignal::fence`).
+fn fenced(lease: Lease) -> Completion {
+    Completion {
+        lease,
+        checkpoint: None,
+        outcome: Outcome::Requeue {
+            reason: "stopped: its worker could not reach the store to renew its lease".into(),
+        },
+    }
 }
 
 /// The end of a failed stint: a retry while attempts are left, else dead.

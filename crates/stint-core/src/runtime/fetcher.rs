@@ -117,7 +117,12 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
             break;
         }
         let mut wake_at = f.buffer.front().map(|b| b.since + PREFETCH_HOLD);
-        if in_flight.is_none() && !shared.quiet.load(Ordering::SeqCst) {
+        // While fenced (the leases could not be renewed), nothing is
+        // fetched until a heartbeat gets through again.
+        if in_flight.is_none()
+            && !shared.quiet.load(Ordering::SeqCst)
+            && !shared.fenced.load(Ordering::SeqCst)
+        {
             let now = Instant::now();
             let target = pace.target(&shared);
             let want = (f.slots.available_permits() + target)
@@ -176,9 +181,11 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
     }
 
     // Stopping: a fetch under way is waited for (its jobs are leased), and
-    // every job not started is handed back at once.
+    // every job not started is handed back at once. (If the worker gives up
+    // on the store first, what that fetch leased is recovered by lease
+    // expiry.)
     if let Some(fetch) = in_flight {
-        if let Some(jobs) = trouble.result(fetch.await) {
+        if let Some(jobs) = shared.bounded(fetch).await.and_then(|r| trouble.result(r)) {
             f.take(jobs);
         }
     }
@@ -294,7 +301,7 @@ impl Fetcher {
         tracing::debug!(%jid, reason, "buffered job handed back");
         let _ = self.done_tx.send(Done {
             jid,
-            completion: executor::unstarted(b.leased.lease, b.signal.get(), reason),
+            completion: executor::unstarted(b.leased.lease, &b.signal, reason),
             backlog: b.backlog,
         });
     }
@@ -323,11 +330,19 @@ impl Fetcher {
         }
         drop(self.done_tx);
         let all = cfg.concurrency as u32;
-        let waited = tokio::time::timeout(cfg.shutdown_timeout, self.slots.acquire_many(all)).await;
-        if waited.is_err() {
-            tracing::warn!("shutdown timeout passed; aborting the jobs still running");
+        let timed_out = tokio::select! {
+            waited = tokio::time::timeout(cfg.shutdown_timeout, self.slots.acquire_many(all)) => waited.is_err(),
+            // A second signal: abort at once.
+            _ = self.shared.abort.cancelled() => true,
+        };
+        if timed_out {
+            tracing::warn!(
+                "aborting the jobs still running (shutdown timeout passed, or a second signal)"
+            );
             self.shared.abort.cancel();
-            let _ = self.slots.acquire_many(all).await;
+            // An aborted stint ends at its next await; one that never awaits
+            // is left behind when the worker gives up.
+            let _ = self.shared.bounded(self.slots.acquire_many(all)).await;
         }
     }
 }

@@ -247,6 +247,9 @@ impl WorkerBuilder {
                 quiet: AtomicBool::new(false),
                 stop: CancellationToken::new(),
                 abort: CancellationToken::new(),
+                exit: CancellationToken::new(),
+                renewed: Mutex::new(std::time::Instant::now()),
+                fenced: AtomicBool::new(false),
                 wake: Notify::new(),
             }),
         }
@@ -269,11 +272,36 @@ pub(crate) struct Shared {
     pub(crate) stop: CancellationToken,
     /// The shutdown timeout passed: abort what still runs.
     pub(crate) abort: CancellationToken,
+    /// Give up on the store and exit: a second stop signal, or the
+    /// shutdown timeout plus `FINAL_WRITES_GRACE` passed. Store calls of the
+    /// shutdown path end at once; leases left behind expire and their jobs
+    /// are recovered.
+    pub(crate) exit: CancellationToken,
+    /// When the last heartbeat that reached the store was sent (monotonic
+    /// clock): the leases are good until at least this plus the lease TTL.
+    pub(crate) renewed: Mutex<std::time::Instant>,
+    /// The leases could not be renewed in time: running stints were
+    /// stopped, and nothing is fetched until a heartbeat gets through.
+    pub(crate) fenced: AtomicBool,
     /// Wakes the fetcher (quiet lifted, slot freed).
     pub(crate) wake: Notify,
 }
 
+/// After the shutdown timeout, how long a stopping worker goes on trying to
+/// record the ends of its stints before it gives up on the store and exits.
+pub(crate) const FINAL_WRITES_GRACE: Duration = Duration::from_secs(3);
+
 impl Shared {
+    /// Runs `call`, a store call of the shutdown path, unless the worker
+    /// gives up on the store first (`exit`): then `None`.
+    pub(crate) async fn bounded<T>(&self, call: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            v = call => Some(v),
+            _ = self.exit.cancelled() => None,
+        }
+    }
+
     pub(crate) fn signal_running(&self, jid: &Jid, why: Interrupt) {
         if let Some(s) = self.running.lock().unwrap().get(jid) {
             s.raise(why);
@@ -366,12 +394,27 @@ impl Worker {
         tracing::info!(process = %shared.process.id, store = shared.store.kind(),
             concurrency = cfg.concurrency, queues = ?cfg.queues.names(), "worker started");
 
+        *shared.renewed.lock().unwrap() = std::time::Instant::now();
         {
             let s = shared.clone();
             tokio::spawn(async move {
                 tokio::select! {
                     _ = stop => s.stop.cancel(),
                     _ = s.stop.cancelled() => {}
+                }
+                // The shutdown budget: whatever the store does, the worker
+                // exits within the shutdown timeout and a little more.
+                let budget = s.config.shutdown_timeout + FINAL_WRITES_GRACE;
+                tokio::select! {
+                    _ = tokio::time::sleep(budget) => {
+                        if !s.exit.is_cancelled() {
+                            tracing::warn!(budget_s = budget.as_secs_f64(),
+                                "shutdown budget spent; exiting without waiting for the store any longer: \
+                                 jobs not handed back are recovered when their leases expire");
+                            s.exit.cancel();
+                        }
+                    }
+                    _ = s.exit.cancelled() => {}
                 }
             });
         }
@@ -395,9 +438,20 @@ impl Worker {
         // drains the channel and ends.
         let (stints, handed_back) = completer.await.unwrap_or_default();
         upkeep.stop().await;
-        if let Err(e) = shared.store.deregister(&shared.process.id).await {
-            tracing::warn!(error = %e, "could not deregister this process; its record expires on its own");
+        match shared
+            .bounded(shared.store.deregister(&shared.process.id))
+            .await
+        {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "could not deregister this process; its record expires on its own")
+            }
+            None => {
+                tracing::warn!("gave up deregistering this process; its record expires on its own")
+            }
         }
+        // Stopped: the shutdown budget's timer has nothing left to bound.
+        shared.exit.cancel();
         tracing::info!(process = %shared.process.id, stints, handed_back, "worker stopped");
         Ok(RunSummary {
             stints,

@@ -1,5 +1,7 @@
 //! Unix signals: SIGTERM and SIGINT stop the worker gracefully (a second one
-//! aborts the running jobs at once, handing them back); SIGTSTP quiets it.
+//! aborts the running jobs and exits at once, without waiting for the store:
+//! what was not handed back is recovered when its leases expire); SIGTSTP
+//! quiets it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,8 +33,9 @@ pub(crate) fn install(shared: Arc<Shared>) -> Result<(), StoreError> {
                 tracing::info!("{name}: stopping; running jobs checkpoint and are handed back");
                 shared.stop.cancel();
             } else {
-                tracing::warn!("{name} again: aborting running jobs now; they resume from their last saved checkpoint");
+                tracing::warn!("{name} again: aborting running jobs and exiting now; they resume from their last saved checkpoint");
                 shared.abort.cancel();
+                shared.exit.cancel();
             }
         }
     });

@@ -22,20 +22,31 @@ pub(crate) struct Upkeep {
 }
 
 impl Upkeep {
+    /// Stops the tasks at once, dropping a store call under way (the worker
+    /// is exiting: nothing it would write matters any more).
     pub(crate) async fn stop(self) {
         self.stop.cancel();
         for t in self.tasks {
+            t.abort();
             let _ = t.await;
         }
     }
 }
+
+/// Running stints are stopped (at their next checkpoint) when no heartbeat
+/// has reached the store for this fraction of the lease TTL...
+const FENCE_AT: f64 = 0.6;
+/// ... and ended at once at this fraction, before the store can consider
+/// their leases expired and let another process run the jobs.
+const KILL_AT: f64 = 0.8;
 
 pub(crate) fn spawn(shared: Arc<Shared>) -> Upkeep {
     let stop = CancellationToken::new();
     let tasks = vec![
         tokio::spawn(heartbeat(shared.clone(), stop.clone())),
         tokio::spawn(controls(shared.clone(), stop.clone())),
-        tokio::spawn(maintenance(shared, stop.clone())),
+        tokio::spawn(maintenance(shared.clone(), stop.clone())),
+        tokio::spawn(lease_watch(shared, stop.clone())),
     ];
     Upkeep { stop, tasks }
 }
@@ -75,18 +86,66 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
         }
         let busy = shared.busy.load(Ordering::SeqCst);
         let quiet = shared.quiet.load(Ordering::SeqCst) || shared.stop.is_cancelled();
+        // The leases are renewed from some moment after this one.
+        let sent = Instant::now();
         let beat = shared
             .store
             .heartbeat(&shared.process.id, busy, quiet, shared.config.lease_ttl)
             .await;
-        if let Some(false) = trouble.result(beat) {
-            tracing::warn!(process = %shared.process.id,
-                "the store had expired this process (missed heartbeats); registering again; \
-                 jobs recovered meanwhile refuse the writes of stints still running here");
-            let _ = shared
-                .store
-                .register(&shared.process, shared.config.lease_ttl)
-                .await;
+        let renewed = match trouble.result(beat) {
+            Some(true) => true,
+            Some(false) => {
+                tracing::warn!(process = %shared.process.id,
+                    "the store had expired this process (missed heartbeats); registering again; \
+                     jobs recovered meanwhile refuse the writes of stints still running here");
+                shared
+                    .store
+                    .register(&shared.process, shared.config.lease_ttl)
+                    .await
+                    .is_ok()
+            }
+            None => false,
+        };
+        if renewed {
+            *shared.renewed.lock().unwrap() = sent;
+            if shared.fenced.swap(false, Ordering::SeqCst) {
+                tracing::info!(process = %shared.process.id,
+                    "heartbeat through again: fetching jobs again");
+                shared.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// Stops this process's stints before their leases can expire when no
+/// heartbeat gets through: at `FENCE_AT` of the lease TTL after the last
+/// renewal each stops at its next checkpoint, writing nothing, and nothing
+/// new is fetched or started; at `KILL_AT` what still runs is dropped. So a
+/// job never runs here and in the process that recovers it at once. The
+/// heartbeat lifts the fence when it gets through.
+async fn lease_watch(shared: Arc<Shared>, stop: CancellationToken) {
+    let ttl = shared.config.lease_ttl;
+    let every = (ttl / 40).clamp(Duration::from_millis(10), Duration::from_millis(250));
+    let mut ticker = Ticker::new(every, stop);
+    while ticker.tick().await {
+        let since = shared.renewed.lock().unwrap().elapsed();
+        if since < ttl.mul_f64(FENCE_AT) {
+            continue;
+        }
+        let kill = since >= ttl.mul_f64(KILL_AT);
+        if !shared.fenced.swap(true, Ordering::SeqCst) {
+            tracing::warn!(process = %shared.process.id, since_ms = since.as_millis() as u64,
+                lease_ttl_ms = ttl.as_millis() as u64,
+                "no heartbeat has reached the store lately: stopping running jobs before their \
+                 leases expire (they go back to their queues); fetching again once the store answers");
+        }
+        let running: Vec<_> = shared.running.lock().unwrap().values().cloned().collect();
+        for s in running {
+            if kill {
+                s.kill();
+            } else if !s.fenced() {
+                s.fence();
+            }
         }
     }
 }
