@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Where a job is in its lifecycle (see `docs/design.md`, "The state machine").
+/// Where a job is in its lifecycle (see `docs/design.md`, "Job lifecycle").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
