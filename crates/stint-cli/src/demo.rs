@@ -1,23 +1,28 @@
-//! `stint demo`: a resumable import of a synthetic data set into the SQLite
-//! file, split into chunks that run at once. Each page of rows and the
-//! chunk's checkpoint commit in one transaction, so however the demo is
-//! stopped — Ctrl-C, SIGTERM, `kill -9` — running it again resumes each chunk
-//! where it stopped, and at the end every row is there exactly once.
+//! `stint demo`: a resumable import of a synthetic data set into the
+//! store's own database — the SQLite file, or PostgreSQL
+//! (`--store postgres://…`) — split into chunks that run at once. Each page
+//! of rows and the chunk's checkpoint commit in one transaction
+//! (`checkpoint_tx`, `checkpoint_pg`), so however the demo is stopped —
+//! Ctrl-C, SIGTERM, `kill -9` — running it again resumes each chunk where it
+//! stopped, and at the end every row is there exactly once.
 //!
-//! On a store that is not the SQLite file (`--store redis://…`) the rows go
+//! On a store without tables of its own (`--store redis://…`) the rows go
 //! to a local SQLite file of their own (`--data`), and the checkpoint is a
 //! plain `ctx.checkpoint()` after each committed page: after a crash the
 //! pages since the last saved checkpoint are imported again (at least
 //! once), and the table's (run, id) key keeps each row once.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use stint::sqlite::{open_connection, CtxExt, SqliteStore};
+use stint::postgres::{CtxExt as _, PgStore};
+use stint::sqlite::{open_connection, CtxExt as _, SqliteStore};
 use stint::{
     Client, Ctx, Job, JobError, JobFilter, JobOptions, JobRecord, JobState, Push, Store, Worker,
 };
@@ -35,8 +40,52 @@ pub struct DemoArgs {
     pub page_latency_ms: u64,
     /// The SQLite file the rows go to when the store is not a SQLite file
     /// (with a SQLite store they go to the store's own file).
-    #[arg(long, default_value = "demo-data.db")]
+    #[arg(long, default_value = DEFAULT_DATA)]
     pub data: String,
+    /// Without a terminal, a progress line every this many milliseconds.
+    #[arg(long, default_value_t = 5_000, hide = true)]
+    pub progress_every_ms: u64,
+}
+
+const DEFAULT_ROWS: u64 = 2_000_000;
+const DEFAULT_CONCURRENCY: usize = 4;
+const DEFAULT_LATENCY_MS: u64 = 100;
+const DEFAULT_DATA: &str = "demo-data.db";
+
+impl DemoArgs {
+    /// The flags of this run that differ from the defaults, as typed.
+    fn flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if self.rows != DEFAULT_ROWS {
+            flags.push(format!("--rows {}", self.rows));
+        }
+        if self.concurrency != DEFAULT_CONCURRENCY {
+            flags.push(format!("--concurrency {}", self.concurrency));
+        }
+        if self.page_latency_ms != DEFAULT_LATENCY_MS {
+            flags.push(format!("--page-latency-ms {}", self.page_latency_ms));
+        }
+        if self.data != DEFAULT_DATA {
+            flags.push(format!("--data {}", crate::format::shell_quote(&self.data)));
+        }
+        flags
+    }
+}
+
+/// The command that runs this demo again: the same store (when it was given
+/// with `--store`; its password hidden) and the same flags.
+pub fn again(store_flag: Option<&str>, args: &DemoArgs) -> String {
+    let mut cmd = String::from("stint");
+    if let Some(url) = store_flag {
+        cmd.push_str(" --store ");
+        cmd.push_str(&crate::format::shell_quote(&crate::format::redact_url(url)));
+    }
+    cmd.push_str(" demo");
+    for flag in args.flags() {
+        cmd.push(' ');
+        cmd.push_str(&flag);
+    }
+    cmd
 }
 
 const KIND: &str = "DemoImport";
@@ -55,7 +104,15 @@ struct DemoImport {
     /// checkpointed after they commit (at least once).
     #[serde(default)]
     keyed: bool,
+    /// The rows go to the PostgreSQL store's own database (`db` unused),
+    /// each page with its checkpoint (`checkpoint_pg`).
+    #[serde(default)]
+    pg: bool,
 }
+
+/// The PostgreSQL store of this process, whose database the chunks write
+/// to (a job's arguments hold no connection URL: it may carry a password).
+static PG_STORE: OnceLock<PgStore> = OnceLock::new();
 
 /// The synthetic value of row `id`: what the import computes from the
 /// source row (a mixing function, so a checksum catches any row missing,
@@ -80,6 +137,9 @@ impl Job for DemoImport {
     async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
         let mut next: u64 = ctx.cursor()?.unwrap_or(self.start);
         ctx.set_total(self.end - self.start);
+        if self.pg {
+            return self.perform_pg(ctx, next).await;
+        }
         let mut conn = open_connection(&self.db)?;
         let stop = ctx.interrupted();
         while next < self.end {
@@ -123,6 +183,36 @@ impl Job for DemoImport {
 }
 
 impl DemoImport {
+    /// The PostgreSQL import: each page's rows and the chunk's checkpoint
+    /// in one transaction on the store's database.
+    async fn perform_pg(&self, ctx: &mut Ctx, mut next: u64) -> Result<(), JobError> {
+        let store = PG_STORE
+            .get()
+            .ok_or_else(|| JobError::msg("this process has no PostgreSQL store to import into"))?;
+        let mut client = store.pool().get().await?;
+        let stop = ctx.interrupted();
+        while next < self.end {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(self.page_latency_ms)) => {}
+                _ = stop.cancelled() => {}
+            }
+            let upto = (next + PAGE).min(self.end);
+            let ids: Vec<i64> = (next..upto).map(|id| id as i64).collect();
+            let values: Vec<i64> = (next..upto).map(value_of).collect();
+            let tx = client.transaction().await?;
+            tx.execute(
+                "INSERT INTO demo_rows (run, id, value)
+                 SELECT $1, id, value FROM unnest($2::bigint[], $3::bigint[]) AS t (id, value)",
+                &[&(self.run as i64), &ids, &values],
+            )
+            .await?;
+            ctx.checkpoint_pg(&tx, &upto, upto - next).await?;
+            tx.commit().await?;
+            next = upto;
+        }
+        Ok(())
+    }
+
     /// Writes rows `from..upto` in one transaction; a row already there
     /// (a page imported again after a crash) is left as it is.
     fn import_keyed(
@@ -147,28 +237,79 @@ impl DemoImport {
     }
 }
 
-fn demo_db(store_url: &str) -> anyhow::Result<String> {
-    let path = store_url
-        .strip_prefix("sqlite://")
-        .or_else(|| store_url.strip_prefix("sqlite:"))
-        .with_context(|| {
-            format!("the demo imports into the store's SQLite file: give --store sqlite://PATH (got {store_url})")
-        })?;
-    Ok(path.to_owned())
+/// Where the rows go.
+enum Rows {
+    /// A SQLite file: the store's own (exactly once), or a file of its own
+    /// next to a store without tables (`keyed`: at least once, kept once
+    /// by the table's key).
+    Sqlite {
+        conn: rusqlite::Connection,
+        db: String,
+        keyed: bool,
+    },
+    /// The PostgreSQL store's database (exactly once).
+    Postgres(PgStore),
 }
 
-/// Runs the demo against the store at `store_url`; returns the exit code.
-pub async fn run(store_url: &str, args: DemoArgs) -> anyhow::Result<i32> {
-    let (store, db, keyed): (Arc<dyn Store>, String, bool) = match demo_db(store_url) {
-        Ok(db) => (Arc::new(SqliteStore::open(&db)?), db, false),
-        Err(_) => {
-            let store = stint::connect(store_url)
-                .await
-                .with_context(|| format!("cannot open {store_url}"))?;
-            (store, args.data.clone(), true)
-        }
-    };
-    let conn = open_connection(&db)?;
+/// The file a `sqlite://PATH` URL names.
+fn sqlite_path(store_url: &str) -> Option<&str> {
+    store_url
+        .strip_prefix("sqlite://")
+        .or_else(|| store_url.strip_prefix("sqlite:"))
+}
+
+/// Opens the store and the rows' table.
+async fn open(store_url: &str, args: &DemoArgs) -> anyhow::Result<(Arc<dyn Store>, Rows)> {
+    let scheme = store_url.split(':').next().unwrap_or_default();
+    if let Some(db) = sqlite_path(store_url) {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db)?);
+        let conn = sqlite_table(db, false)?;
+        return Ok((
+            store,
+            Rows::Sqlite {
+                conn,
+                db: db.to_owned(),
+                keyed: false,
+            },
+        ));
+    }
+    if matches!(scheme, "postgres" | "postgresql") {
+        let pg = PgStore::open(store_url)?;
+        // The demo is the whole deploy: it migrates the store itself.
+        stint::postgres::migrate(&pg)
+            .await
+            .with_context(|| format!("cannot migrate {}", pg.target()))?;
+        pg.check_schema().await?;
+        let client = pg.pool().get().await?;
+        client
+            .batch_execute(
+                "SET client_min_messages = warning;
+                 CREATE TABLE IF NOT EXISTS demo_rows (run bigint NOT NULL, id bigint NOT NULL, value bigint NOT NULL);
+                 CREATE INDEX IF NOT EXISTS demo_rows_run ON demo_rows (run);
+                 RESET client_min_messages;",
+            )
+            .await
+            .with_context(|| format!("cannot create the demo's table in {}", pg.target()))?;
+        drop(client);
+        let _ = PG_STORE.set(pg.clone());
+        return Ok((Arc::new(pg.clone()), Rows::Postgres(pg)));
+    }
+    let store = stint::connect(store_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", crate::format::redact_url(store_url)))?;
+    let conn = sqlite_table(&args.data, true)?;
+    Ok((
+        store,
+        Rows::Sqlite {
+            conn,
+            db: args.data.clone(),
+            keyed: true,
+        },
+    ))
+}
+
+fn sqlite_table(db: &str, keyed: bool) -> anyhow::Result<rusqlite::Connection> {
+    let conn = open_connection(db)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS demo_rows (run INTEGER NOT NULL, id INTEGER NOT NULL, value INTEGER NOT NULL);
          CREATE INDEX IF NOT EXISTS demo_rows_run ON demo_rows (run);",
@@ -178,10 +319,85 @@ pub async fn run(store_url: &str, args: DemoArgs) -> anyhow::Result<i32> {
             "CREATE UNIQUE INDEX IF NOT EXISTS demo_rows_key ON demo_rows (run, id);",
         )?;
     }
+    Ok(conn)
+}
 
-    let chunks = resume_or_start(&store, &db, keyed, &args).await?;
+/// Rate and ETA from this run's progress only: rows imported by an earlier
+/// run (before a resume) move the position, never the rate.
+struct Meter {
+    total: u64,
+    /// (when, rows done) over the last `WINDOW`, oldest first; starts with
+    /// this run's start.
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl Meter {
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    fn new(total: u64, done_before: u64, now: Instant) -> Self {
+        Meter {
+            total,
+            samples: VecDeque::from([(now, done_before)]),
+        }
+    }
+
+    fn record(&mut self, done: u64, now: Instant) {
+        self.samples.push_back((now, done));
+        while self.samples.len() > 2
+            && now.duration_since(self.samples[1].0) >= Self::WINDOW
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Rows per second over the window; none before a second of this run.
+    fn rate(&self) -> Option<f64> {
+        let (t0, d0) = *self.samples.front()?;
+        let (t1, d1) = *self.samples.back()?;
+        let secs = t1.duration_since(t0).as_secs_f64();
+        (secs >= 1.0).then(|| d1.saturating_sub(d0) as f64 / secs)
+    }
+
+    fn eta(&self) -> Option<Duration> {
+        let done = self.samples.back()?.1;
+        let left = self.total.saturating_sub(done);
+        if left == 0 {
+            return Some(Duration::ZERO);
+        }
+        let rate = self.rate().filter(|r| *r > 0.0)?;
+        Some(Duration::from_secs_f64(left as f64 / rate))
+    }
+
+    /// "2.0k/s  ETA 13m 46s"; "-" for what is not known yet.
+    fn text(&self) -> String {
+        format!(
+            "{}  ETA {}",
+            crate::format::rate(self.rate()),
+            self.eta()
+                .map(crate::format::duration)
+                .unwrap_or_else(|| "-".into())
+        )
+    }
+}
+
+/// Runs the demo against the store at `store_url` (`store_flag`: the URL
+/// when given with `--store`, for the hint to run it again); returns the
+/// exit code.
+pub async fn run(store_url: &str, store_flag: Option<&str>, args: DemoArgs) -> anyhow::Result<i32> {
+    let (store, rows_to) = open(store_url, &args).await?;
+    let (db, keyed, pg) = match &rows_to {
+        Rows::Sqlite { db, keyed, .. } => (db.clone(), *keyed, false),
+        Rows::Postgres(pg) => (pg.target().to_owned(), false, true),
+    };
+
+    let chunks = resume_or_start(&store, &db, keyed, pg, &args).await?;
     let run = chunks[0].1.run;
     let rows: u64 = chunks.iter().map(|(_, c)| c.end).max().unwrap_or(0);
+    let done_before: u64 = demo_jobs(&store, run)
+        .await?
+        .iter()
+        .map(|j| j.checkpoint.done)
+        .sum();
 
     let worker = Worker::builder(store.clone())
         .register::<DemoImport>()
@@ -191,23 +407,44 @@ pub async fn run(store_url: &str, args: DemoArgs) -> anyhow::Result<i32> {
         .build();
     let handle = worker.handle();
 
-    let bar = ProgressBar::new(rows);
+    // A live bar on a terminal; without one, a progress line every few
+    // seconds (for logs).
+    let tty = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let bar = if tty {
+        ProgressBar::new(rows)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
+            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows  {msg}",
         )?
         .progress_chars("█▉▊▋▌▍▎▏ "),
     );
+    bar.set_position(done_before);
+    let every = Duration::from_millis(args.progress_every_ms.max(100));
     let watcher = {
         let store = store.clone();
         let bar = bar.clone();
         let handle = handle.clone();
         let jids: Vec<_> = chunks.iter().map(|(j, _)| j.clone()).collect();
         tokio::spawn(async move {
+            let mut meter = Meter::new(rows, done_before, Instant::now());
+            let mut printed = Instant::now();
             loop {
                 if let Ok(jobs) = demo_jobs(&store, run).await {
                     let done: u64 = jobs.iter().map(|j| j.checkpoint.done).sum();
+                    meter.record(done, Instant::now());
                     bar.set_position(done);
+                    bar.set_message(meter.text());
+                    if !tty && printed.elapsed() >= every {
+                        printed = Instant::now();
+                        println!(
+                            "progress: {done}/{rows} rows ({:.1}%)  {}",
+                            done as f64 * 100.0 / rows.max(1) as f64,
+                            meter.text()
+                        );
+                    }
                     let ours = jobs.iter().filter(|j| jids.contains(&j.jid));
                     if ours.clone().count() == jids.len()
                         && ours.clone().all(|j| j.state.is_final())
@@ -223,12 +460,13 @@ pub async fn run(store_url: &str, args: DemoArgs) -> anyhow::Result<i32> {
 
     let summary = worker.run().await?;
     watcher.abort();
+    let _ = watcher.await;
     let jobs = demo_jobs(&store, run).await?;
     let done: u64 = jobs.iter().map(|j| j.checkpoint.done).sum();
-    bar.set_position(done);
-    bar.abandon();
 
     if !jobs.iter().all(|j| j.state == JobState::Succeeded) {
+        // Stopped: no progress line outlives the stop.
+        bar.finish_and_clear();
         if jobs
             .iter()
             .any(|j| matches!(j.state, JobState::Dead | JobState::Cancelled))
@@ -268,11 +506,34 @@ pub async fn run(store_url: &str, args: DemoArgs) -> anyhow::Result<i32> {
             summary.handed_back,
             at.join(", ")
         );
-        println!("run `stint demo` again to resume from there");
+        println!(
+            "run `{}` again to resume from there",
+            again(store_flag, &args)
+        );
         return Ok(130);
     }
+    bar.set_position(done);
+    bar.set_message(format!("done in {}", crate::format::duration(bar.elapsed())));
+    bar.abandon();
 
-    verify(&conn, run, rows, keyed)
+    let (count, distinct, sum) = match &rows_to {
+        Rows::Sqlite { conn, .. } => conn.query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT id), COALESCE(SUM(value), 0) FROM demo_rows WHERE run = ?1",
+            [run as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?,
+        Rows::Postgres(pg) => {
+            let client = pg.pool().get().await?;
+            let row = client
+                .query_one(
+                    "SELECT COUNT(*), COUNT(DISTINCT id), COALESCE(SUM(value), 0)::bigint FROM demo_rows WHERE run = $1",
+                    &[&(run as i64)],
+                )
+                .await?;
+            (row.get(0), row.get(1), row.get(2))
+        }
+    };
+    Ok(verify(count, distinct, sum, rows, keyed))
 }
 
 /// The chunks of the unfinished run, or a new run's freshly pushed chunks.
@@ -280,6 +541,7 @@ async fn resume_or_start(
     store: &Arc<dyn Store>,
     db: &str,
     keyed: bool,
+    pg: bool,
     args: &DemoArgs,
 ) -> anyhow::Result<Vec<(stint::Jid, DemoImport)>> {
     let all = store
@@ -332,8 +594,9 @@ async fn resume_or_start(
             start: (i * per).min(args.rows),
             end: ((i + 1) * per).min(args.rows),
             page_latency_ms: args.page_latency_ms,
-            db: db.to_owned(),
+            db: if pg { String::new() } else { db.to_owned() },
             keyed,
+            pg,
         })
         .filter(|c| c.end > c.start)
         .collect();
@@ -364,13 +627,9 @@ async fn demo_jobs(store: &Arc<dyn Store>, run: u64) -> anyhow::Result<Vec<JobRe
         .collect())
 }
 
-/// Checks that every row of the run is there exactly once with its value.
-fn verify(conn: &rusqlite::Connection, run: u64, rows: u64, keyed: bool) -> anyhow::Result<i32> {
-    let (count, distinct, sum): (i64, i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COUNT(DISTINCT id), COALESCE(SUM(value), 0) FROM demo_rows WHERE run = ?1",
-        [run as i64],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
+/// Checks that every row of the run is there exactly once with its value,
+/// from the table's count, distinct ids and checksum; returns the exit code.
+fn verify(count: i64, distinct: i64, sum: i64, rows: u64, keyed: bool) -> i32 {
     let expected: i64 = (0..rows).map(value_of).sum();
     let ok = count as u64 == rows && distinct as u64 == rows && sum == expected;
     println!(
@@ -381,12 +640,58 @@ fn verify(conn: &rusqlite::Connection, run: u64, rows: u64, keyed: bool) -> anyh
             "every row is there once: pages after the last saved checkpoint may have been \
              imported again after a crash (at least once), and the (run, id) key kept one of each"
         );
-        Ok(0)
+        0
     } else if ok {
         println!("every row was imported exactly once");
-        Ok(0)
+        0
     } else {
         println!("CHECK FAILED: rows are missing, doubled or wrong");
-        Ok(1)
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_and_eta_count_only_this_runs_rows() {
+        // Resumed at 352,000 of 2,000,000; this run imports 2,000 rows/s.
+        let t0 = Instant::now();
+        let mut m = Meter::new(2_000_000, 352_000, t0);
+        m.record(352_000, t0 + Duration::from_millis(10));
+        assert_eq!(m.rate(), None, "no rate before a second of this run");
+        m.record(356_000, t0 + Duration::from_secs(2));
+        assert_eq!(m.rate(), Some(2_000.0));
+        assert_eq!(m.eta(), Some(Duration::from_secs(822)));
+        assert_eq!(m.text(), "2000/s  ETA 13m 42s");
+        // The window moves on: the rate follows the recent pace.
+        for s in 3..=30 {
+            m.record(356_000 + (s - 2) * 1_000, t0 + Duration::from_secs(s));
+        }
+        let rate = m.rate().unwrap();
+        assert!((rate - 1_000.0).abs() < 1.0, "{rate}");
+    }
+
+    #[test]
+    fn the_hint_to_run_again_keeps_the_flags_given() {
+        let args = DemoArgs {
+            rows: DEFAULT_ROWS,
+            concurrency: DEFAULT_CONCURRENCY,
+            page_latency_ms: DEFAULT_LATENCY_MS,
+            data: DEFAULT_DATA.into(),
+            progress_every_ms: 5_000,
+        };
+        assert_eq!(again(None, &args), "stint demo");
+        let args = DemoArgs {
+            rows: 30_000,
+            concurrency: 2,
+            data: "my data.db".into(),
+            ..args
+        };
+        assert_eq!(
+            again(Some("postgres://app:s3cret@db.example/app"), &args),
+            "stint --store postgres://app:****@db.example/app demo --rows 30000 --concurrency 2 --data 'my data.db'"
+        );
     }
 }

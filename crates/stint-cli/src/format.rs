@@ -43,6 +43,37 @@ pub fn eta(job: &JobRecord) -> String {
     job_eta(job).map(duration).unwrap_or_else(|| "-".into())
 }
 
+/// A store URL for messages: a password in it is replaced by `****`
+/// (`postgres://app:****@db/app`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The userinfo ends at the last '@' before the path.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:****{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// A word as a shell reads it back: as it is when plain, else in single
+/// quotes.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,*".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 /// "yes" or "no".
 pub fn yes_no(b: bool) -> &'static str {
     if b {
@@ -152,6 +183,25 @@ mod tests {
         assert_eq!(rate(Some(12_345.0)), "12.3k/s");
         assert_eq!(rate(None), "-");
         assert_eq!(progress(&Checkpoint::default()), "0");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_hidden() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/app?pool_size=4"),
+            "postgres://app:****@db:5432/app?pool_size=4"
+        );
+        assert_eq!(
+            redact_url("redis://:pa@ss@127.0.0.1:6379/0"),
+            "redis://:****@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/app"),
+            "postgres://app@db/app"
+        );
+        assert_eq!(redact_url("sqlite://stint.db"), "sqlite://stint.db");
+        assert_eq!(shell_quote("sqlite://a.db"), "sqlite://a.db");
+        assert_eq!(shell_quote("it's here"), "'it'\\''s here'");
     }
 
     #[test]
