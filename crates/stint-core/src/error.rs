@@ -25,6 +25,7 @@ pub enum Interrupt {
 }
 
 impl Interrupt {
+    /// The reason in words, as logs and the stint history record it.
     pub fn as_str(self) -> &'static str {
         match self {
             Interrupt::Shutdown => "shutdown",
@@ -171,4 +172,5 @@ impl StoreError {
     }
 }
 
+/// What a store operation returns.
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -4,6 +4,8 @@
 //!
 //! Most users depend on the `stint` facade crate instead.
 
+#![warn(missing_docs)]
+
 mod client;
 mod ctx;
 pub mod display;

@@ -26,8 +26,11 @@ use crate::model::{
 /// with `StoreError::LeaseLost`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
+    /// The job.
     pub jid: Jid,
+    /// The process holding it.
     pub process: String,
+    /// The stint's number: a later stint of the same job fences this one out.
     pub stint: u32,
 }
 
@@ -36,6 +39,7 @@ pub struct Lease {
 pub struct Leased {
     /// The job, already in state `running`, `stints` counting this one.
     pub job: JobRecord,
+    /// The lease every write of the stint names.
     pub lease: Lease,
 }
 
@@ -43,14 +47,30 @@ pub struct Leased {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// Done. `result` is kept for whoever waits on the job.
-    Succeeded { result: Option<Value> },
+    Succeeded {
+        /// The value the job set with `Ctx::set_result`, if any.
+        result: Option<Value>,
+    },
     /// Failed with attempts left: `retrying` until `retry_at_ms`, attempts + 1.
-    Retry { error: ErrorInfo, retry_at_ms: i64 },
-    /// Failed for good: `dead`, attempts + 1 when `counts_attempt`.
-    Dead { error: ErrorInfo, reason: String },
+    Retry {
+        /// The error, numbered with its attempt.
+        error: ErrorInfo,
+        /// When the job goes back to its queue, in ms since the epoch.
+        retry_at_ms: i64,
+    },
+    /// Failed for good: `dead`, attempts + 1.
+    Dead {
+        /// The error, numbered with its attempt.
+        error: ErrorInfo,
+        /// Why the job is dead, in words.
+        reason: String,
+    },
     /// Interrupted (shutdown, max stint time): back to the *head* of its
     /// queue; attempts unchanged.
-    Requeue { reason: String },
+    Requeue {
+        /// Why, in words (the stint history records it).
+        reason: String,
+    },
     /// Paused by an operator: `paused`, checkpoint kept.
     Paused,
     /// Cancelled by an operator: `cancelled`, checkpoint kept.
@@ -85,18 +105,23 @@ impl Outcome {
 /// The end of one stint, as the runtime reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Completion {
+    /// The stint's lease.
     pub lease: Lease,
     /// The checkpoint to save with the transition; `None` keeps the one the
     /// store has (the job's writes were transactional, or it was aborted).
     pub checkpoint: Option<Checkpoint>,
+    /// How it ended.
     pub outcome: Outcome,
 }
 
 /// A job taken back from a process that died.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Recovered {
+    /// The job.
     pub jid: Jid,
+    /// Its kind.
     pub kind: String,
+    /// The process that died.
     pub process: String,
     /// Times recovered, this one included.
     pub recoveries: u32,
@@ -122,14 +147,20 @@ pub enum CommandEffect {
     Withdrawn,
     /// The job waits for its children (it split): the command went to each
     /// of its `children` that had not finished.
-    Cascaded { children: u32 },
+    Cascaded {
+        /// How many of its children the command reached.
+        children: u32,
+    },
 }
 
 /// Which jobs `Store::jobs` lists.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobFilter {
+    /// Only jobs in this state.
     pub state: Option<JobState>,
+    /// Only jobs of this queue.
     pub queue: Option<String>,
+    /// Only jobs of this kind.
     pub kind: Option<String>,
     /// At most this many, newest first; 0 = the store's default (100).
     pub limit: usize,
@@ -250,8 +281,11 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- operators ----
 
+    /// Jobs per state, queues, live processes (`stint status`).
     async fn stats(&self) -> StoreResult<Stats>;
+    /// Jobs matching `filter`, newest first.
     async fn jobs(&self, filter: &JobFilter) -> StoreResult<Vec<JobRecord>>;
+    /// One job with its history and errors; `None` when there is no such job.
     async fn job(&self, jid: &Jid) -> StoreResult<Option<JobDetail>>;
 
     /// Runs an operator command on one job, atomically, as

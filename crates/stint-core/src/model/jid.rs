@@ -30,6 +30,7 @@ impl Jid {
         Ok(Jid(s.to_owned()))
     }
 
+    /// The 24 hexadecimal characters.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -69,6 +69,7 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// Exponential backoff from `base`, doubling with each retry, capped at `max`, with the default jitter.
     pub fn exponential(base: Duration, max: Duration) -> Self {
         Backoff {
             base_ms: base.as_millis() as u64,
@@ -96,9 +97,11 @@ impl Backoff {
 /// Options a job is pushed with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobOptions {
+    /// The queue the job waits in.
     pub queue: String,
     /// Attempts in all, the first included; a failure on the last one is dead.
     pub max_attempts: u32,
+    /// How long to wait before each retry.
     pub backoff: Backoff,
     /// Longest one stint may run before it checkpoints and re-queues itself.
     pub max_stint_ms: Option<u64>,
@@ -118,9 +121,13 @@ impl Default for JobOptions {
 /// A job as a client pushes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewJob {
+    /// The job's id, unique in its store.
     pub jid: Jid,
+    /// The handler it runs: the kind a `Job` is registered under (Sidekiq's `class`).
     pub kind: String,
+    /// The job's arguments, as JSON.
     pub args: Value,
+    /// Queue, attempts, backoff, maximum stint time.
     pub options: JobOptions,
     /// Run no earlier than this (scheduled); `None` = now.
     pub run_at: Option<SystemTime>,
@@ -129,6 +136,7 @@ pub struct NewJob {
 /// The error a failed stint left, with its chain of causes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ErrorInfo {
+    /// The error's message (`Display`).
     pub message: String,
     /// The `source()` chain, outermost first, the message excluded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -140,6 +148,7 @@ pub struct ErrorInfo {
 }
 
 impl ErrorInfo {
+    /// An error of attempt `attempt`, happening now.
     pub fn new(message: impl Into<String>, chain: Vec<String>, attempt: u32) -> Self {
         ErrorInfo {
             message: message.into(),
@@ -153,11 +162,17 @@ impl ErrorInfo {
 /// Everything a store knows about one job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
+    /// The job's id.
     pub jid: Jid,
+    /// The handler it runs.
     pub kind: String,
+    /// The queue it waits in (or came from).
     pub queue: String,
+    /// Its arguments, as JSON.
     pub args: Value,
+    /// Where it is in its lifecycle.
     pub state: JobState,
+    /// The options it was pushed with.
     pub options: JobOptions,
     /// Failed attempts so far.
     pub attempts: u32,
@@ -165,11 +180,15 @@ pub struct JobRecord {
     pub recoveries: u32,
     /// Stints started so far; the current stint's number while running.
     pub stints: u32,
+    /// Its saved progress.
     pub checkpoint: Checkpoint,
+    /// When it was pushed, in ms since the epoch.
     pub created_at_ms: i64,
+    /// When it last went into its queue, in ms since the epoch.
     pub enqueued_at_ms: Option<i64>,
     /// When a scheduled or retrying job is due, or when a running one started.
     pub run_at_ms: Option<i64>,
+    /// When it reached a final state, in ms since the epoch.
     pub finished_at_ms: Option<i64>,
     /// The process holding the lease, while running.
     pub process: Option<String>,
@@ -184,13 +203,18 @@ pub struct JobRecord {
 /// How one stint ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StintRecord {
+    /// The stint's number, 1 for the first.
     pub number: u32,
+    /// The process that ran it.
     pub process: String,
+    /// When it started, in ms since the epoch.
     pub started_at_ms: i64,
+    /// When it ended, in ms since the epoch; `None` while it runs.
     pub ended_at_ms: Option<i64>,
     /// succeeded, failed, dead, interrupted, paused, cancelled, recovered;
     /// `None` while it runs.
     pub outcome: Option<String>,
+    /// Why it ended, in words (an error, "shutdown", "process … died").
     pub reason: Option<String>,
     /// Items done when it ended.
     pub done: u64,
@@ -199,7 +223,9 @@ pub struct StintRecord {
 /// A job with its history, for `stint show`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobDetail {
+    /// The job itself.
     pub job: JobRecord,
+    /// Its stints, oldest first.
     pub history: Vec<StintRecord>,
     /// Every error the job has had, oldest first.
     pub errors: Vec<ErrorInfo>,

@@ -23,6 +23,7 @@ pub fn now_ms() -> i64 {
     to_ms(SystemTime::now())
 }
 
+/// Milliseconds since the Unix epoch of `t` (0 before the epoch).
 pub fn to_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,

@@ -9,14 +9,21 @@ use super::now_ms;
 pub struct ProcessInfo {
     /// `hostname:pid:<12 hex>`.
     pub id: String,
+    /// The host it runs on.
     pub hostname: String,
+    /// Its pid on that host.
     pub pid: u32,
+    /// The queues it takes jobs from, in its order.
     pub queues: Vec<String>,
+    /// How many jobs it runs at once.
     pub concurrency: u32,
+    /// When it started, in ms since the epoch.
     pub started_at_ms: i64,
     /// Last heartbeat, by the store's clock.
     pub beat_at_ms: i64,
+    /// How many jobs it runs now.
     pub busy: u32,
+    /// True when it takes no new jobs (SIGTSTP, or the dashboard's "quiet").
     pub quiet: bool,
 }
 

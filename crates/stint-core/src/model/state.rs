@@ -9,20 +9,29 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
+    /// Pushed to run later: waits for its time, then goes to its queue.
     Scheduled,
+    /// In its queue, waiting for a worker.
     Enqueued,
+    /// Leased by a worker process, in a stint.
     Running,
     /// A parent that split itself: parked, holding no worker slot, until
     /// every child has finished.
     Waiting,
+    /// Parked by an operator with its checkpoint, until resumed.
     Paused,
+    /// Failed with attempts left: waits for its backoff, then goes to its queue.
     Retrying,
+    /// Finished: `perform` returned `Ok`.
     Succeeded,
+    /// Failed for good (no attempts left, a fatal error, a poison pill); kept for `stint retry`.
     Dead,
+    /// Stopped for good by an operator, checkpoint kept.
     Cancelled,
 }
 
 impl JobState {
+    /// Every state, in lifecycle order.
     pub const ALL: [JobState; 9] = [
         JobState::Scheduled,
         JobState::Enqueued,
@@ -35,6 +44,7 @@ impl JobState {
         JobState::Cancelled,
     ];
 
+    /// The state's name, as stores write it.
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Scheduled => "scheduled",
@@ -81,17 +91,21 @@ impl std::str::FromStr for JobState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Control {
+    /// Stop at the next checkpoint and park the job as `paused`.
     Pause,
+    /// Stop at the next checkpoint and end the job as `cancelled`.
     Cancel,
 }
 
 impl Control {
+    /// The word stores write.
     pub fn as_str(self) -> &'static str {
         match self {
             Control::Pause => "pause",
             Control::Cancel => "cancel",
         }
     }
+    /// The command a stored word names; `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "pause" => Some(Control::Pause),
@@ -114,12 +128,14 @@ pub enum ProcessCommand {
 }
 
 impl ProcessCommand {
+    /// The word stores write.
     pub fn as_str(self) -> &'static str {
         match self {
             ProcessCommand::Quiet => "quiet",
             ProcessCommand::Stop => "stop",
         }
     }
+    /// The command a stored word names; `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "quiet" => Some(ProcessCommand::Quiet),

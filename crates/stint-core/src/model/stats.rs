@@ -8,9 +8,11 @@ use super::{JobRecord, JobState, ProcessInfo};
 /// One queue as the store sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QueueInfo {
+    /// The queue's name.
     pub name: String,
     /// Jobs waiting (enqueued).
     pub size: u64,
+    /// True when workers take no jobs from it.
     pub paused: bool,
     /// Age of the oldest waiting job, in ms.
     pub latency_ms: Option<i64>,
@@ -19,6 +21,7 @@ pub struct QueueInfo {
 /// A child of a split job, as its parent and operators see it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChildRecord {
+    /// The child job.
     pub job: JobRecord,
     /// The split step that created it.
     pub step: String,
@@ -30,15 +33,18 @@ pub struct ChildRecord {
 /// The progress of a split job: the sum of its children's.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TreeProgress {
+    /// How many children.
     pub children: u32,
     /// Children in a final state.
     pub finished: u32,
+    /// Items done, summed over the children.
     pub done: u64,
     /// Sum of the totals the children know.
     pub total: u64,
 }
 
 impl TreeProgress {
+    /// The summed progress of `children`.
     pub fn of(children: &[ChildRecord]) -> Self {
         let mut t = TreeProgress::default();
         for c in children {
@@ -56,11 +62,14 @@ impl TreeProgress {
 pub struct Stats {
     /// Jobs per state; every state is present.
     pub states: Vec<(JobState, u64)>,
+    /// Every queue with jobs or a pause.
     pub queues: Vec<QueueInfo>,
+    /// Live worker processes.
     pub processes: Vec<ProcessInfo>,
 }
 
 impl Stats {
+    /// How many jobs are in `state`.
     pub fn count(&self, state: JobState) -> u64 {
         self.states
             .iter()
