@@ -29,8 +29,8 @@ impl Interrupt {
     pub fn as_str(self) -> &'static str {
         match self {
             Interrupt::Shutdown => "shutdown",
-            Interrupt::Pause => "paused by operator",
-            Interrupt::Cancel => "cancelled by operator",
+            Interrupt::Pause => crate::lifecycle::PAUSED_BY_OPERATOR,
+            Interrupt::Cancel => crate::lifecycle::CANCELLED_BY_OPERATOR,
             Interrupt::MaxStintTime => "maximum stint time reached",
             Interrupt::LeaseLost => "lease lost to another process",
             Interrupt::Split => "waiting for its children",
