@@ -7,11 +7,15 @@
 //! exactly once across interruptions and crashes.
 
 mod admin;
+mod commands;
+mod db;
+mod leases;
+mod maintenance;
 mod metrics;
-mod operator;
+mod processes;
+mod queue;
 mod rows;
 mod schema;
-mod split;
 mod transitions;
 mod tx;
 
@@ -26,7 +30,9 @@ use stint_core::model::{
     ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessCommand, ProcessInfo, Stats,
 };
 use stint_core::store::{CommandEffect, Completion, JobFilter, Lease, Leased, Recovered, Store};
-use stint_core::{Checkpoint, StoreError, StoreResult};
+use stint_core::{Checkpoint, JobCommand, StoreError, StoreResult};
+
+use crate::db::db_err;
 
 pub use schema::SCHEMA_VERSION;
 pub use tx::{CtxExt, SqliteTx};
@@ -52,51 +58,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy
-                    | rusqlite::ErrorCode::DatabaseLocked
-                    | rusqlite::ErrorCode::CannotOpen
-                    | rusqlite::ErrorCode::SystemIoFailure
-                    | rusqlite::ErrorCode::DiskFull
-            ) =>
-        {
-            StoreError::Unavailable(format!("sqlite: {e}"))
-        }
-        rusqlite::Error::FromSqlConversionFailure(..) => {
-            StoreError::Corrupt(format!("sqlite: {e}"))
-        }
-        _ => StoreError::Other(format!("sqlite: {e}")),
-    }
-}
-
-/// Runs one statement through the connection's statement cache (parsing
-/// and planning once, not per call).
-pub(crate) fn exec<P: rusqlite::Params>(
-    conn: &Connection,
-    sql: &str,
-    params: P,
-) -> rusqlite::Result<usize> {
-    conn.prepare_cached(sql)?.execute(params)
-}
-
-/// `query_row` through the statement cache.
-pub(crate) fn query_row<T, P, F>(
-    conn: &Connection,
-    sql: &str,
-    params: P,
-    f: F,
-) -> rusqlite::Result<T>
-where
-    P: rusqlite::Params,
-    F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-{
-    conn.prepare_cached(sql)?.query_row(params, f)
 }
 
 /// Opens a connection to a stint SQLite file with the settings the store
@@ -174,7 +135,7 @@ impl SqliteStore {
     pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
@@ -234,8 +195,7 @@ impl Store for SqliteStore {
 
     async fn register(&self, process: &ProcessInfo, ttl: Duration) -> StoreResult<()> {
         let p = process.clone();
-        self.write(move |tx| transitions::register(tx, &p, ttl))
-            .await
+        self.write(move |tx| processes::register(tx, &p, ttl)).await
     }
 
     async fn heartbeat(
@@ -246,23 +206,23 @@ impl Store for SqliteStore {
         ttl: Duration,
     ) -> StoreResult<bool> {
         let p = process.to_owned();
-        self.write(move |tx| transitions::heartbeat(tx, &p, busy, quiet, ttl))
+        self.write(move |tx| processes::heartbeat(tx, &p, busy, quiet, ttl))
             .await
     }
 
     async fn deregister(&self, process: &str) -> StoreResult<()> {
         let p = process.to_owned();
-        self.write(move |tx| transitions::deregister(tx, &p)).await
+        self.write(move |tx| processes::deregister(tx, &p)).await
     }
 
     async fn expire_process(&self, process: &str) -> StoreResult<()> {
         let p = process.to_owned();
-        self.write(move |tx| transitions::expire_process(tx, &p))
+        self.write(move |tx| processes::expire_process(tx, &p))
             .await
     }
 
     async fn processes(&self) -> StoreResult<Vec<ProcessInfo>> {
-        self.read(operator::processes).await
+        self.read(processes::processes).await
     }
 
     async fn fetch(
@@ -273,8 +233,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Leased>> {
         let p = process.to_owned();
         let q = queues.to_vec();
-        self.write(move |tx| transitions::fetch(tx, &p, &q, limit))
-            .await
+        self.write(move |tx| leases::fetch(tx, &p, &q, limit)).await
     }
 
     async fn checkpoint(
@@ -285,7 +244,7 @@ impl Store for SqliteStore {
         let lease = lease.clone();
         let cp = checkpoint.clone();
         // A plain UPDATE is atomic on its own: no explicit transaction.
-        self.statement(move |conn| transitions::checkpoint(conn, &lease, &cp))
+        self.statement(move |conn| leases::checkpoint(conn, &lease, &cp))
             .await
     }
 
@@ -302,81 +261,51 @@ impl Store for SqliteStore {
         children: Vec<NewJob>,
     ) -> StoreResult<()> {
         let (lease, cp, step) = (lease.clone(), checkpoint.clone(), step.to_owned());
-        self.write(move |tx| split::split(tx, &lease, &cp, &step, &children))
+        self.write(move |tx| transitions::split(tx, &lease, &cp, &step, &children))
             .await
     }
 
     async fn children(&self, parent: &Jid) -> StoreResult<Vec<ChildRecord>> {
         let parent = parent.clone();
-        self.read(move |conn| split::children(conn, &parent)).await
+        self.read(move |conn| admin::children(conn, &parent)).await
     }
 
     async fn controls(&self, process: &str) -> StoreResult<Vec<(Jid, Control)>> {
         let p = process.to_owned();
-        self.read(move |conn| transitions::controls(conn, &p)).await
+        self.read(move |conn| processes::controls(conn, &p)).await
     }
 
     async fn promote_due(&self) -> StoreResult<u64> {
-        self.write(transitions::promote_due).await
+        self.write(maintenance::promote_due).await
     }
 
     async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {
-        self.write(move |tx| transitions::recover_orphans(tx, max_recoveries))
+        self.write(move |tx| maintenance::recover_orphans(tx, max_recoveries))
             .await
     }
 
     async fn stats(&self) -> StoreResult<Stats> {
-        self.read(operator::stats).await
+        self.read(admin::stats).await
     }
 
     async fn jobs(&self, filter: &JobFilter) -> StoreResult<Vec<JobRecord>> {
         let f = filter.clone();
-        self.read(move |conn| operator::jobs(conn, &f)).await
+        self.read(move |conn| admin::jobs(conn, &f)).await
     }
 
     async fn job(&self, jid: &Jid) -> StoreResult<Option<JobDetail>> {
         let jid = jid.clone();
-        self.read(move |conn| operator::job(conn, &jid)).await
+        self.read(move |conn| admin::job(conn, &jid)).await
     }
 
-    async fn command(
-        &self,
-        jid: &Jid,
-        command: stint_core::JobCommand,
-    ) -> StoreResult<CommandEffect> {
-        use stint_core::JobCommand as C;
-        match command {
-            C::Pause => self.pause(jid).await,
-            C::Resume => self.resume(jid).await,
-            C::Cancel => self.cancel(jid).await,
-            C::Retry => self.retry(jid).await,
-            C::Delete => self.delete(jid).await.map(|()| CommandEffect::Deleted),
-        }
-    }
-
-    async fn pause(&self, jid: &Jid) -> StoreResult<CommandEffect> {
+    async fn command(&self, jid: &Jid, command: JobCommand) -> StoreResult<CommandEffect> {
         let jid = jid.clone();
-        self.write(move |tx| operator::pause(tx, &jid)).await
-    }
-
-    async fn resume(&self, jid: &Jid) -> StoreResult<CommandEffect> {
-        let jid = jid.clone();
-        self.write(move |tx| operator::resume(tx, &jid)).await
-    }
-
-    async fn cancel(&self, jid: &Jid) -> StoreResult<CommandEffect> {
-        let jid = jid.clone();
-        self.write(move |tx| operator::cancel(tx, &jid)).await
-    }
-
-    async fn retry(&self, jid: &Jid) -> StoreResult<CommandEffect> {
-        let jid = jid.clone();
-        self.write(move |tx| operator::retry(tx, &jid)).await
+        self.write(move |tx| commands::run(tx, &jid, command)).await
     }
 
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> StoreResult<()> {
         let q = queue.to_owned();
-        self.write(move |tx| operator::set_queue_paused(tx, &q, paused))
+        self.write(move |tx| admin::set_queue_paused(tx, &q, paused))
             .await
     }
 
@@ -385,20 +314,15 @@ impl Store for SqliteStore {
         self.write(move |tx| admin::clear_queue(tx, &q)).await
     }
 
-    async fn delete(&self, jid: &Jid) -> StoreResult<()> {
-        let jid = jid.clone();
-        self.write(move |tx| admin::delete(tx, &jid)).await
-    }
-
     async fn command_process(&self, process: &str, command: ProcessCommand) -> StoreResult<()> {
         let p = process.to_owned();
-        self.write(move |tx| admin::command_process(tx, &p, command))
+        self.write(move |tx| processes::command_process(tx, &p, command))
             .await
     }
 
     async fn process_command(&self, process: &str) -> StoreResult<Option<ProcessCommand>> {
         let p = process.to_owned();
-        self.read(move |conn| admin::process_command(conn, &p))
+        self.read(move |conn| processes::process_command(conn, &p))
             .await
     }
 

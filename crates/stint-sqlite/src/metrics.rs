@@ -6,7 +6,7 @@ use rusqlite::{params, Connection};
 use stint_core::metrics::{self, Metrics, MetricsDelta};
 use stint_core::StoreResult;
 
-use crate::{db_err, exec};
+use crate::db::{db_err, exec};
 
 /// Adds a batch's increments: one upsert per (kind, queue, name).
 pub fn record(tx: &Connection, delta: &MetricsDelta) -> StoreResult<()> {

@@ -115,7 +115,7 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
             }
             e => Err(e),
         })
-        .map_err(crate::db_err)?;
+        .map_err(crate::db::db_err)?;
     if let Some(v) = existing {
         let v: i64 = v.parse().unwrap_or(i64::MAX);
         if v > SCHEMA_VERSION {
@@ -125,7 +125,7 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
             )));
         }
     }
-    conn.execute_batch(SCHEMA).map_err(crate::db_err)?;
+    conn.execute_batch(SCHEMA).map_err(crate::db::db_err)?;
     for (table, column, definition) in ADDED_COLUMNS {
         let present = || -> Result<bool, StoreError> {
             conn.query_row(
@@ -133,7 +133,7 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
                 [column],
                 |r| r.get(0),
             )
-            .map_err(crate::db_err)
+            .map_err(crate::db::db_err)
         };
         if !present()? {
             let added = conn.execute_batch(&format!(
@@ -143,7 +143,7 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
             // added it first.
             if let Err(e) = added {
                 if !present()? {
-                    return Err(crate::db_err(e));
+                    return Err(crate::db::db_err(e));
                 }
             }
         }
@@ -153,6 +153,6 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [SCHEMA_VERSION.to_string()],
     )
-    .map_err(crate::db_err)?;
+    .map_err(crate::db::db_err)?;
     Ok(())
 }

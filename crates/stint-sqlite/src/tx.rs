@@ -16,7 +16,7 @@ impl BlockingCheckpointTx for SqliteTx<'_, '_> {
         lease: &Lease,
         checkpoint: &Checkpoint,
     ) -> StoreResult<Option<Control>> {
-        crate::transitions::checkpoint(self.0, lease, checkpoint)
+        crate::leases::checkpoint(self.0, lease, checkpoint)
     }
 }
 
