@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod completion;
 pub mod leases;
+pub mod lifecycle;
 pub mod maintenance;
 pub mod metrics;
 pub mod operator;
@@ -17,6 +18,7 @@ pub mod stats;
 pub use admin::*;
 pub use completion::*;
 pub use leases::*;
+pub use lifecycle::*;
 pub use maintenance::*;
 pub use metrics::*;
 pub use operator::*;
