@@ -1,51 +1,23 @@
-//! The dashboard's commands (clearing a queue, deleting a job, quiet or
-//! stop for a whole worker process) and the metrics counters.
+//! What operators read and do beyond one job: the counts by state and
+//! queue (`Store::stats`), pausing and clearing a queue, and the metrics
+//! counters.
 
+use std::collections::HashSet;
+
+use redis::Value;
 use stint_core::metrics::{self, Metrics};
-use stint_core::model::{Jid, ProcessCommand};
-use stint_core::{StoreError, StoreResult};
+use stint_core::model::{now_ms, JobState, QueueInfo, Stats};
+use stint_core::StoreResult;
 
-use crate::operator::{self, Cmd};
-use crate::{keys, scripts, RedisStore};
+use crate::connection::RedisStore;
+use crate::reply::{int, text};
+use crate::{keys, payload, processes, scripts};
 
 pub(crate) async fn clear_queue(s: &RedisStore, queue: &str) -> StoreResult<u64> {
     let mut inv = scripts::CLEAR_QUEUE.prepare_invoke();
     inv.arg(queue);
     let n: i64 = s.watch(inv.invoke_async(&mut s.conn().await?).await)?;
     Ok(n.max(0) as u64)
-}
-
-pub(crate) async fn delete(s: &RedisStore, jid: &Jid) -> StoreResult<()> {
-    operator::run(s, jid, Cmd::Delete).await.map(|_| ())
-}
-
-pub(crate) async fn command_process(
-    s: &RedisStore,
-    process: &str,
-    command: ProcessCommand,
-) -> StoreResult<()> {
-    let mut inv = scripts::PROCESS_COMMAND.prepare_invoke();
-    inv.arg(process).arg(command.as_str());
-    let live: i64 = s.watch(inv.invoke_async(&mut s.conn().await?).await)?;
-    if live != 1 {
-        return Err(StoreError::NoProcess(process.to_owned()));
-    }
-    Ok(())
-}
-
-pub(crate) async fn process_command(
-    s: &RedisStore,
-    process: &str,
-) -> StoreResult<Option<ProcessCommand>> {
-    let mut conn = s.conn().await?;
-    let command: Option<String> = s.watch(
-        redis::cmd("HGET")
-            .arg(keys::proc_info(process))
-            .arg("command")
-            .query_async(&mut conn)
-            .await,
-    )?;
-    Ok(command.as_deref().and_then(ProcessCommand::parse))
 }
 
 /// The counters of `stint:metrics` (field "kind NL queue NL counter").
@@ -65,6 +37,115 @@ pub(crate) async fn metrics(s: &RedisStore) -> StoreResult<Metrics> {
             Some((kind, queue, parts.next()?.to_owned(), n))
         },
     )))
+}
+
+pub(crate) async fn set_queue_paused(s: &RedisStore, queue: &str, paused: bool) -> StoreResult<()> {
+    let mut conn = s.conn().await?;
+    let cmd = if paused { "SADD" } else { "SREM" };
+    s.watch(
+        redis::cmd(cmd)
+            .arg(keys::PAUSED_QUEUES)
+            .arg(queue)
+            .query_async::<()>(&mut conn)
+            .await,
+    )
+}
+
+pub(crate) async fn stats(s: &RedisStore) -> StoreResult<Stats> {
+    let mut conn = s.conn().await?;
+    let mut pipe = redis::pipe();
+    pipe.smembers(keys::QUEUES)
+        .smembers(keys::PAUSED_QUEUES)
+        .zcard(keys::SCHEDULE)
+        .zcard(keys::RETRY)
+        .zcard(keys::DEAD)
+        .scard(keys::PAUSED)
+        .zcard(keys::SUCCEEDED)
+        .zcard(keys::CANCELLED)
+        .smembers(keys::HOLDERS)
+        .scard(keys::WAITING);
+    type First = (
+        Vec<String>,
+        Vec<String>,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        Vec<String>,
+        u64,
+    );
+    let (
+        queues,
+        paused_queues,
+        scheduled,
+        retrying,
+        dead,
+        paused,
+        succeeded,
+        cancelled,
+        holders,
+        waiting,
+    ): First = s.watch(pipe.query_async(&mut conn).await)?;
+    let mut names: Vec<String> = queues
+        .into_iter()
+        .chain(paused_queues.iter().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut pipe = redis::pipe();
+    for q in &names {
+        pipe.llen(keys::queue(q)).lindex(keys::queue(q), -1);
+    }
+    for h in &holders {
+        pipe.hlen(keys::leases(h));
+    }
+    let replies: Vec<Value> = if names.is_empty() && holders.is_empty() {
+        Vec::new()
+    } else {
+        s.watch(pipe.query_async(&mut conn).await)?
+    };
+    let now = now_ms();
+    let paused_queues: HashSet<String> = paused_queues.into_iter().collect();
+    let mut enqueued = 0;
+    let mut queue_infos = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let size = int(&replies[2 * i]).max(0) as u64;
+        enqueued += size;
+        let oldest = payload::parse(&text(&replies[2 * i + 1])).ok();
+        queue_infos.push(QueueInfo {
+            name: name.clone(),
+            size,
+            paused: paused_queues.contains(name),
+            latency_ms: oldest
+                .and_then(|p| p.enqueued_at_ms.or(Some(p.created_at_ms)))
+                .map(|t| (now - t).max(0)),
+        });
+    }
+    let running: u64 = replies[2 * names.len()..]
+        .iter()
+        .map(|v| int(v).max(0) as u64)
+        .sum();
+    let count = |st: JobState| match st {
+        JobState::Scheduled => scheduled,
+        JobState::Enqueued => enqueued,
+        JobState::Running => running,
+        JobState::Waiting => waiting,
+        JobState::Paused => paused,
+        JobState::Retrying => retrying,
+        JobState::Succeeded => succeeded,
+        JobState::Dead => dead,
+        JobState::Cancelled => cancelled,
+    };
+    Ok(Stats {
+        states: JobState::ALL
+            .into_iter()
+            .map(|st| (st, count(st)))
+            .collect(),
+        queues: queue_infos,
+        processes: processes::live(s).await?,
+    })
 }
 
 #[cfg(test)]

@@ -1,16 +1,19 @@
-//! Worker processes: stint's registry (`stint:procs`, lease expiry by the
-//! Redis clock) and Sidekiq's (`processes` and the heartbeat hashes that
-//! Ruby's `Sidekiq::ProcessSet` reads), written together.
+//! Worker processes and their leases' lifetime: stint's registry
+//! (`stint:procs`, lease expiry by the Redis clock) and Sidekiq's
+//! (`processes` and the heartbeat hashes that Ruby's
+//! `Sidekiq::ProcessSet` reads), written together; an operator's quiet or
+//! stop for a whole process.
 
 use std::time::Duration;
 
 use redis::Value;
 use serde_json::json;
-use stint_core::model::ProcessInfo;
-use stint_core::StoreResult;
+use stint_core::model::{ProcessCommand, ProcessInfo};
+use stint_core::{StoreError, StoreResult};
 
+use crate::connection::RedisStore;
 use crate::reply::{int, items, text};
-use crate::{keys, payload, scripts, RedisStore};
+use crate::{keys, payload, scripts};
 
 /// The `info` JSON of Sidekiq's heartbeat hash.
 fn sidekiq_info(p: &ProcessInfo) -> String {
@@ -122,4 +125,33 @@ pub(crate) async fn live(s: &RedisStore) -> StoreResult<Vec<ProcessInfo>> {
     }
     out.sort_by_key(|p| p.started_at_ms);
     Ok(out)
+}
+
+pub(crate) async fn command_process(
+    s: &RedisStore,
+    process: &str,
+    command: ProcessCommand,
+) -> StoreResult<()> {
+    let mut inv = scripts::PROCESS_COMMAND.prepare_invoke();
+    inv.arg(process).arg(command.as_str());
+    let live: i64 = s.watch(inv.invoke_async(&mut s.conn().await?).await)?;
+    if live != 1 {
+        return Err(StoreError::NoProcess(process.to_owned()));
+    }
+    Ok(())
+}
+
+pub(crate) async fn process_command(
+    s: &RedisStore,
+    process: &str,
+) -> StoreResult<Option<ProcessCommand>> {
+    let mut conn = s.conn().await?;
+    let command: Option<String> = s.watch(
+        redis::cmd("HGET")
+            .arg(keys::proc_info(process))
+            .arg("command")
+            .query_async(&mut conn)
+            .await,
+    )?;
+    Ok(command.as_deref().and_then(ProcessCommand::parse))
 }

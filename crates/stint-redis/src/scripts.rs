@@ -1,20 +1,28 @@
 //! The Lua scripts: every state transition is one of them, run atomically
 //! by Redis (by SHA, loaded again when Redis has forgotten it, as after a
-//! restart). Each is `lua/prelude.lua` followed by its own file.
+//! restart). Each is the lifecycle rules rendered by stint-core
+//! (`stint_core::lifecycle::render::lua_rules`: `AFTER_STINT`,
+//! `recovery_verdict`, `recovered_stint`, `RECOVERED_LABEL`,
+//! `FINAL_STATE`), then `lua/prelude.lua`, then its own file.
 
 use std::sync::LazyLock;
 
 use redis::Script;
+use stint_core::lifecycle::render;
+
+/// The rules and the prelude every script starts with.
+static PRELUDE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}\n{}\n",
+        render::lua_rules(),
+        include_str!("lua/prelude.lua")
+    )
+});
 
 macro_rules! script {
     ($name:ident, $file:literal) => {
-        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("lua/prelude.lua"),
-                "\n",
-                include_str!($file)
-            ))
-        });
+        pub(crate) static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(&format!("{}{}", *PRELUDE, include_str!($file))));
     };
 }
 

@@ -1,5 +1,6 @@
--- command(ARGV: jid, from, member, to, payload, queue, kind, reason, reset):
--- an operator's move of one job, guarded by where the caller saw it:
+-- command(ARGV: jid, seen, from, member, to, payload, queue, kind, reason,
+-- reset): an operator's move of one job (decided by core's rules,
+-- commands.rs), guarded by where the caller saw it, in state `seen`:
 --   from = list:KEY | zset:KEY  the exact member must still be there (and is
 --                               removed), or
 --          state:STATE          the job's hash must be in that state, or
@@ -10,8 +11,8 @@
 -- reset = 1 gives a dead job its recoveries back (its attempts are in the
 -- payload). Returns 1 when done, 0 when the guard failed (the job moved
 -- meanwhile: read it again).
-local jid, from, member, to = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local payload, q, kind, reason, reset = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local jid, seen, from, member, to = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local payload, q, kind, reason, reset = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local key = 'stint:job:' .. jid
 local now = now_ms()
 local how, where = string.match(from, '^(%a+):(.*)$')
@@ -48,9 +49,12 @@ if to == 'delete' then
   if parent then redis.call('LREM', 'stint:children:' .. parent, 0, jid) end
   return 1
 end
--- A child of a split job leaving a final place is unfinished again.
-local was_final = (how == 'state' and where == 'cancelled') or from == 'zset:dead'
-if parent and was_final and to ~= 'cancelled' then
+-- A child of a split job leaving a final state is unfinished again; one
+-- reaching it may be the last its parent waits for.
+local was_final = FINAL_STATE[seen] == true
+local target = ({paused = 'paused', cancelled = 'cancelled', head = 'enqueued', tail = 'enqueued'})[to]
+local is_final = FINAL_STATE[target] == true
+if parent and was_final and not is_final then
   redis.call('HINCRBY', 'stint:job:' .. parent, 'open', 1)
 end
 
@@ -76,7 +80,7 @@ else
   f[#f + 1] = 'state'; f[#f + 1] = 'enqueued'; f[#f + 1] = 'enq'; f[#f + 1] = now
 end
 redis.call('HSET', key, unpack(f))
-if to == 'cancelled' then
+if is_final then
   redis.call('EXPIRE', key, DEAD_KEEP_MS / 1000)
   if not was_final then child_finished(key, parent, now) end
 end

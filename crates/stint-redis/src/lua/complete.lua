@@ -10,8 +10,9 @@
 --     retry-score error result record
 --       any end, fenced by the stint number; code S succeeded, R retry,
 --       D dead, Q requeue (head of the queue), P paused, C cancelled
--- The leases of a process are read in one HMGET. A pause or cancel still
--- pending when a stint ends as R or Q wins. Empty checkpoint, done or
+-- The leases of a process are read in one HMGET. The state each end leads
+-- to, with or without a pending pause or cancel, is AFTER_STINT's (core's
+-- rule, in the generated prelude). Empty checkpoint, done or
 -- payload: keep the stored one; empty record: written here. Returns the
 -- jids whose lease was not current (nothing written).
 local ttl = tonumber(ARGV[1])
@@ -107,26 +108,14 @@ for _, e in ipairs(ends) do
     released[P] = released[P] or {}
     table.insert(released[P], jid)
     local child = L.parent ~= ''
+    -- The state after the end, by core's rule; the pending control is
+    -- read only for the ends it can change.
+    local rule = AFTER_STINT[code]
     local ctl = ''
-    if code == 'R' or code == 'Q' then ctl = redis.call('HGET', key, 'control') or '' end
-    local state
-    if code == 'S' then
-      state = 'succeeded'
-    elseif code == 'D' then
-      state = 'dead'
-    elseif code == 'P' then
-      state = 'paused'
-    elseif code == 'C' then
-      state = 'cancelled'
-    elseif ctl == 'pause' then
-      state = 'paused'
-    elseif ctl == 'cancel' then
-      state = 'cancelled'
-    elseif code == 'R' then
-      state = 'retrying'
-    else
-      state = 'enqueued'
+    if rule.pause ~= rule[''] or rule.cancel ~= rule[''] then
+      ctl = redis.call('HGET', key, 'control') or ''
     end
+    local state = rule[ctl] or rule['']
     if state == 'succeeded' and ttl <= 0 and not child then dels[#dels + 1] = key end
     if code == 'S' or code == 'R' or code == 'D' then processed = processed + 1 end
     if code == 'R' or code == 'D' then failed = failed + 1 end
@@ -150,7 +139,7 @@ for _, e in ipairs(ends) do
       if e.err ~= nil and e.err ~= '' then
         f[#f + 1] = 'error'; f[#f + 1] = e.err; f[#f + 1] = 'e' .. stint; f[#f + 1] = e.err
       end
-      if state == 'succeeded' or state == 'dead' or state == 'cancelled' then
+      if FINAL_STATE[state] then
         f[#f + 1] = 'finished'; f[#f + 1] = now
       end
       if state == 'enqueued' then f[#f + 1] = 'enq'; f[#f + 1] = now end
@@ -178,7 +167,7 @@ for _, e in ipairs(ends) do
       succeeded[#succeeded + 1] = now_s
       succeeded[#succeeded + 1] = jid
     end
-    if state == 'succeeded' or state == 'dead' or state == 'cancelled' then
+    if FINAL_STATE[state] then
       child_finished(key, L.parent, now)
     end
   end

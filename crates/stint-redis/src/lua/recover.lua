@@ -1,9 +1,10 @@
--- recover(ARGV: max recoveries, succeeded ttl s, max succeeded records): takes back the running jobs of processes
--- whose leases expired by the Redis clock (or that are gone from the
--- registry): each goes back to the head of its queue with its checkpoint
--- and recoveries + 1; to `dead` once recovered more than the limit in a
--- row without progress; to paused / cancelled when an operator asked.
--- Expired processes are removed (stint's registry and Sidekiq's).
+-- recover(ARGV: max recoveries, succeeded ttl s, max succeeded records):
+-- takes back the running jobs of processes whose leases expired by the
+-- Redis clock (or that are gone from the registry), recoveries + 1, each
+-- where core's recovery rule sends it (recovery_verdict, in the generated
+-- prelude): the head of its queue with its checkpoint, `dead`, or paused /
+-- cancelled when an operator asked. Expired processes are removed
+-- (stint's registry and Sidekiq's).
 -- Returns {{jid, kind, process, recoveries, state}...}.
 local max = tonumber(ARGV[1])
 local now = now_ms()
@@ -35,22 +36,12 @@ for _, P in ipairs(redis.call('SMEMBERS', 'stint:holders')) do
         local key = 'stint:job:' .. jid
         local h = redis.call('HMGET', key, 'recoveries', 'control', 'done')
         local rec = (tonumber(h[1]) or 0) + 1
-        local state, reason
-        if h[2] == 'cancel' then
-          state, reason = 'cancelled', 'cancelled by operator (its process died first)'
-        elseif h[2] == 'pause' then
-          state, reason = 'paused', 'paused by operator (its process died first)'
-        elseif rec > max then
-          state = 'dead'
-          reason = 'poison pill: recovered ' .. rec .. ' times; its process died while running it each time'
-        else
-          state, reason = 'enqueued', 'recovered from process ' .. P .. ', which died'
-        end
+        local state, reason = recovery_verdict(rec, h[2] or '', max, P)
         local payload = lease_payload(P, jid)
         if state == 'dead' then payload = with_error(payload, reason) end
         local f = {'state', state, 'stints', L.stint, 'recoveries', rec, 'process', '', 'control', '',
           'reason', reason, 'payload', payload, 'queue', L.queue,
-          'h' .. L.stint, stint_record(L.stint, P, L.started, now, 'recovered', 'process ' .. P .. ' died', h[3])}
+          'h' .. L.stint, stint_record(L.stint, P, L.started, now, RECOVERED_LABEL, recovered_stint(P), h[3])}
         if state == 'enqueued' then
           redis.call('RPUSH', 'queue:' .. L.queue, payload)
           redis.call('SADD', 'queues', L.queue)
@@ -65,7 +56,7 @@ for _, P in ipairs(redis.call('SMEMBERS', 'stint:holders')) do
           f[#f + 1] = 'finished'; f[#f + 1] = now
         end
         redis.call('HSET', key, unpack(f))
-        if state == 'dead' or state == 'cancelled' then
+        if FINAL_STATE[state] then
           redis.call('EXPIRE', key, DEAD_KEEP_MS / 1000)
           child_finished(key, L.parent, now)
         end

@@ -12,9 +12,10 @@ use stint_core::model::{JobRecord, JobState};
 use stint_core::store::JobFilter;
 use stint_core::StoreResult;
 
+use crate::connection::RedisStore;
 use crate::record::{self, Hash};
 use crate::reply::{float, items, text};
-use crate::{keys, payload, RedisStore};
+use crate::{keys, payload};
 
 /// Jobs looked at per place when listing (the newest first).
 const LIST_SCAN: isize = 100_000;
