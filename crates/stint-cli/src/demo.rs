@@ -429,6 +429,8 @@ pub async fn run(store_url: &str, store_flag: Option<&str>, args: DemoArgs) -> a
         let handle = handle.clone();
         let jids: Vec<_> = chunks.iter().map(|(j, _)| j.clone()).collect();
         tokio::spawn(async move {
+            let ctrl_c = tokio::signal::ctrl_c();
+            tokio::pin!(ctrl_c);
             let mut meter = Meter::new(rows, done_before, Instant::now());
             let mut printed = Instant::now();
             loop {
@@ -453,7 +455,16 @@ pub async fn run(store_url: &str, store_flag: Option<&str>, args: DemoArgs) -> a
                         return;
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    // Ctrl-C: the worker stops the chunks; the bar goes at
+                    // once rather than stand still while they save.
+                    _ = &mut ctrl_c => {
+                        bar.finish_and_clear();
+                        println!("stopping: each chunk saves its checkpoint (Ctrl-C again aborts at once)");
+                        return;
+                    }
+                }
             }
         })
     };
