@@ -1,14 +1,139 @@
-//! The dashboard's commands — clearing a queue, deleting a job, quiet or
-//! stop for a worker process — and the metrics counters (kept by
-//! `transitions::complete` and `recover_orphans` in their own statements).
+//! What operators read — counts, listings, a job with its history — and
+//! their commands on whole queues: pausing one, clearing one. The metrics
+//! counters are kept by `complete` and `maintenance` in their own
+//! statements; here they are read.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
 
 use deadpool_postgres::Client;
 use stint_core::metrics::{self, Metrics};
-use stint_core::model::{Jid, JobState, ProcessCommand};
-use stint_core::{StoreError, StoreResult};
+use stint_core::model::{
+    to_ms, ErrorInfo, Jid, JobDetail, JobState, QueueInfo, Stats, StintRecord,
+};
+use stint_core::store::JobFilter;
+use stint_core::{JobRecord, StoreError, StoreResult};
 
-use crate::pg_err;
-use crate::transitions::query;
+use crate::processes::processes;
+use crate::rows::{job_columns, job_from_row};
+use crate::sql::query;
+
+pub async fn stats(c: &Client) -> StoreResult<Stats> {
+    let rows = query(
+        c,
+        "SELECT state, count(*) FROM stint_jobs GROUP BY state",
+        &[],
+    )
+    .await?;
+    let counts: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let states = JobState::ALL
+        .into_iter()
+        .map(|s| (s, counts.get(s.as_str()).copied().unwrap_or(0) as u64))
+        .collect();
+    let rows = query(
+        c,
+        "SELECT q.name, COALESCE(w.size, 0), COALESCE(p.paused, false),
+                (extract(epoch FROM now() - w.oldest) * 1000)::bigint
+         FROM (SELECT DISTINCT queue AS name FROM stint_jobs UNION SELECT name FROM stint_queues) q
+         LEFT JOIN (SELECT queue, count(*) AS size, min(enqueued_at) AS oldest
+                    FROM stint_jobs WHERE state = 'enqueued' GROUP BY queue) w ON w.queue = q.name
+         LEFT JOIN stint_queues p ON p.name = q.name
+         ORDER BY q.name",
+        &[],
+    )
+    .await?;
+    let queues = rows
+        .iter()
+        .map(|r| QueueInfo {
+            name: r.get(0),
+            size: r.get::<_, i64>(1) as u64,
+            paused: r.get(2),
+            latency_ms: r.get::<_, Option<i64>>(3).map(|ms| ms.max(0)),
+        })
+        .collect();
+    Ok(Stats {
+        states,
+        queues,
+        processes: processes(c).await?,
+    })
+}
+
+pub async fn jobs(c: &Client, f: &JobFilter) -> StoreResult<Vec<JobRecord>> {
+    let limit = if f.limit == 0 { 100 } else { f.limit } as i64;
+    let sql = format!(
+        "SELECT {} FROM stint_jobs
+         WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR queue = $2)
+           AND ($3::text IS NULL OR kind = $3)
+         ORDER BY created_at DESC, id DESC LIMIT $4",
+        job_columns("")
+    );
+    let state = f.state.map(|s| s.as_str());
+    let rows = query(c, &sql, &[&state, &f.queue, &f.kind, &limit]).await?;
+    rows.iter().map(job_from_row).collect()
+}
+
+pub async fn job(c: &Client, jid: &Jid) -> StoreResult<Option<JobDetail>> {
+    let sql = format!("SELECT {} FROM stint_jobs WHERE jid = $1", job_columns(""));
+    let rows = query(c, &sql, &[&jid.as_str()]).await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let job = job_from_row(row)?;
+    let rows = query(
+        c,
+        "SELECT number, process, started_at, ended_at, outcome, reason, done
+         FROM stint_stints WHERE jid = $1 ORDER BY number",
+        &[&jid.as_str()],
+    )
+    .await?;
+    let history = rows
+        .iter()
+        .map(|r| StintRecord {
+            number: r.get::<_, i32>(0).max(0) as u32,
+            process: r.get(1),
+            started_at_ms: to_ms(r.get::<_, SystemTime>(2)),
+            ended_at_ms: r.get::<_, Option<SystemTime>>(3).map(to_ms),
+            outcome: r.get(4),
+            reason: r.get(5),
+            done: r.get::<_, i64>(6).max(0) as u64,
+        })
+        .collect();
+    let rows = query(
+        c,
+        "SELECT info FROM stint_errors WHERE jid = $1 ORDER BY id",
+        &[&jid.as_str()],
+    )
+    .await?;
+    let errors = rows
+        .iter()
+        .map(|r| {
+            serde_json::from_value::<ErrorInfo>(r.get(0)).map_err(|e| {
+                StoreError::Corrupt(format!("job {jid}: a stored error is not valid: {e}"))
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(Some(JobDetail {
+        job,
+        history,
+        errors,
+    }))
+}
+
+/// Pauses or resumes a whole queue; a resumed queue's workers are woken.
+pub async fn set_queue_paused(c: &Client, queue: &str, paused: bool) -> StoreResult<()> {
+    query(
+        c,
+        "WITH q AS (
+             INSERT INTO stint_queues (name, paused) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused
+             RETURNING name, paused
+         )
+         SELECT pg_notify('stint_jobs', name) FROM q WHERE NOT paused",
+        &[&queue, &paused],
+    )
+    .await?;
+    Ok(())
+}
 
 /// Deletes the enqueued jobs of `queue`, with their history and errors
 /// (foreign keys cascade). Children of a split parent that waits for them
@@ -27,61 +152,6 @@ pub async fn clear_queue(c: &Client, queue: &str) -> StoreResult<u64> {
     )
     .await?;
     Ok(rows[0].get::<_, i64>(0) as u64)
-}
-
-/// Deletes a job that is not running, not a waiting split parent and not an
-/// unfinished child of one; in one transaction on the locked row.
-pub async fn delete(c: &mut Client, jid: &Jid) -> StoreResult<()> {
-    let tx = c.transaction().await.map_err(pg_err)?;
-    let row = tx
-        .query_opt(
-            "SELECT j.state, (SELECT p.state FROM stint_jobs p WHERE p.jid = j.parent)
-             FROM stint_jobs j WHERE j.jid = $1 FOR UPDATE OF j",
-            &[&jid.as_str()],
-        )
-        .await
-        .map_err(pg_err)?
-        .ok_or_else(|| StoreError::NotFound(jid.clone()))?;
-    let state: JobState = row.get::<_, &str>(0).parse().map_err(StoreError::Corrupt)?;
-    let parent_state: Option<&str> = row.get(1);
-    stint_core::lifecycle::check_deletable(jid, state, parent_state == Some("waiting"))?;
-    tx.execute("DELETE FROM stint_jobs WHERE jid = $1", &[&jid.as_str()])
-        .await
-        .map_err(pg_err)?;
-    tx.commit().await.map_err(pg_err)
-}
-
-/// Records an operator's command to a live process; a stop is never
-/// downgraded to a quiet.
-pub async fn command_process(
-    c: &Client,
-    process: &str,
-    command: ProcessCommand,
-) -> StoreResult<()> {
-    let rows = query(
-        c,
-        "UPDATE stint_processes SET command = CASE WHEN command = 'stop' THEN 'stop' ELSE $2 END
-         WHERE id = $1 AND expires_at >= now() RETURNING 1",
-        &[&process, &command.as_str()],
-    )
-    .await?;
-    if rows.is_empty() {
-        return Err(StoreError::NoProcess(process.to_owned()));
-    }
-    Ok(())
-}
-
-pub async fn process_command(c: &Client, process: &str) -> StoreResult<Option<ProcessCommand>> {
-    let rows = query(
-        c,
-        "SELECT command FROM stint_processes WHERE id = $1",
-        &[&process],
-    )
-    .await?;
-    Ok(rows
-        .first()
-        .and_then(|r| r.get::<_, Option<&str>>(0))
-        .and_then(ProcessCommand::parse))
 }
 
 pub async fn metrics(c: &Client) -> StoreResult<Metrics> {

@@ -2,48 +2,52 @@
 //! statement, each row fenced by its own lease, with the stint history,
 //! errors and metrics counters in the same statement.
 
+use std::collections::HashSet;
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use deadpool_postgres::Client;
 use serde_json::Value;
+use stint_core::lifecycle::{render, StintEnd};
 use stint_core::model::Jid;
 use stint_core::store::{Completion, Outcome};
 use stint_core::StoreResult;
 use tokio_postgres::types::ToSql;
 
-use crate::pg_err;
-use crate::transitions::{from_ms, query, to_json};
+use crate::family::wake_parents;
+use crate::sql::{from_ms, query, to_json};
 
 /// Applies a batch of stint ends in one statement: each row is fenced by
-/// its own lease (a stale one matches nothing and is reported refused), a
-/// pending pause or cancel wins over a retry or a requeue, a requeued job
-/// goes to the head of its queue (and wakes idle workers), and the stint
-/// history and errors move with the job.
-const COMPLETE_SQL: &str = "
+/// its own lease (a stale one matches nothing and is reported refused),
+/// the job's next state is core's rule ([`render::sql_state_after_label`]:
+/// a pending pause or cancel wins over a retry or a requeue), a requeued
+/// job goes to the head of its queue (and wakes idle workers), and the
+/// stint history, errors and metrics move with the job.
+static COMPLETE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let state = render::sql_state_after_label("c.label", "t.control");
+    let finals = render::sql_final_states();
+    let attempt = labels(StintEnd::uses_attempt);
+    let succeeded = labels(|e| e == StintEnd::Succeeded);
+    let failed = labels(|e| e == StintEnd::Failed);
+    let interrupted = labels(|e| e == StintEnd::Interrupted);
+    format!(
+        "
 WITH c AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::jsonb[], $5::text[], $6::text[],
                          $7::jsonb[], $8::jsonb[], $9::timestamptz[])
          AS c (jid, process, stint, checkpoint, label, reason, result, error, retry_at)
 ), j AS (
     UPDATE stint_jobs t SET
-        state = CASE
-            WHEN c.label IN ('succeeded', 'dead', 'paused', 'cancelled') THEN c.label
-            WHEN t.control = 'pause' THEN 'paused'
-            WHEN t.control = 'cancel' THEN 'cancelled'
-            WHEN c.label = 'failed' THEN 'retrying'
-            ELSE 'enqueued' END,
-        finished_at = CASE
-            WHEN c.label IN ('succeeded', 'dead', 'cancelled') THEN now()
-            WHEN c.label IN ('failed', 'interrupted') AND t.control = 'cancel' THEN now() END,
+        state = {state},
+        finished_at = CASE WHEN {state} IN {finals} THEN now() END,
         checkpoint = COALESCE(c.checkpoint, t.checkpoint),
         process = NULL, control = NULL, fetch_token = NULL, reason = c.reason,
-        result = CASE WHEN c.label = 'succeeded' THEN c.result ELSE t.result END,
-        attempts = t.attempts + CASE WHEN c.label IN ('failed', 'dead') THEN 1 ELSE 0 END,
-        error = CASE WHEN c.label IN ('failed', 'dead') THEN c.error ELSE t.error END,
-        run_at = CASE WHEN c.label = 'failed' THEN c.retry_at ELSE t.run_at END,
-        seq = CASE WHEN c.label = 'interrupted' THEN nextval('stint_head_seq') ELSE t.seq END,
-        enqueued_at = CASE WHEN c.label = 'interrupted' THEN now() ELSE t.enqueued_at END
+        result = CASE WHEN c.label IN {succeeded} THEN c.result ELSE t.result END,
+        attempts = t.attempts + CASE WHEN c.label IN {attempt} THEN 1 ELSE 0 END,
+        error = CASE WHEN c.label IN {attempt} THEN c.error ELSE t.error END,
+        run_at = CASE WHEN c.label IN {failed} THEN c.retry_at ELSE t.run_at END,
+        seq = CASE WHEN c.label IN {interrupted} THEN nextval('stint_head_seq') ELSE t.seq END,
+        enqueued_at = CASE WHEN c.label IN {interrupted} THEN now() ELSE t.enqueued_at END
     FROM c
     WHERE t.jid = c.jid AND t.state = 'running' AND t.process = c.process AND t.stints = c.stint
     RETURNING t.jid, t.kind, t.state, t.queue, t.parent, t.stints,
@@ -57,8 +61,8 @@ WITH c AS (
     -- Counted per (kind, queue, name), in one lock order for every batch.
     INSERT INTO stint_metrics (kind, queue, name, value)
     SELECT kind, queue, name, sum(v) FROM (
-        SELECT j.kind, j.queue, CASE WHEN j.label = 'succeeded' THEN 'processed'
-                                     WHEN j.label IN ('failed', 'dead') THEN 'failed'
+        SELECT j.kind, j.queue, CASE WHEN j.label IN {succeeded} THEN 'processed'
+                                     WHEN j.label IN {attempt} THEN 'failed'
                                      ELSE 'interrupted' END AS name, 1::bigint AS v
         FROM j
         UNION ALL SELECT j.kind, j.queue, x.name, x.v
@@ -74,9 +78,20 @@ WITH c AS (
 ), n AS (
     SELECT pg_notify('stint_jobs', q) FROM (SELECT DISTINCT queue AS q FROM j WHERE state = 'enqueued') d
 )
-SELECT jid, CASE WHEN state IN ('succeeded', 'dead', 'cancelled') THEN parent END,
-       (SELECT count(*) FROM n)
-FROM j";
+SELECT jid, CASE WHEN state IN {finals} THEN parent END, (SELECT count(*) FROM n)
+FROM j"
+    )
+});
+
+/// The labels of the ends `pick` chooses, as an SQL list.
+fn labels(pick: impl Fn(StintEnd) -> bool) -> String {
+    let names: Vec<String> = StintEnd::ALL
+        .into_iter()
+        .filter(|e| pick(*e))
+        .map(|e| format!("'{}'", e.label()))
+        .collect();
+    format!("({})", names.join(", "))
+}
 
 /// The histogram's bucket bounds, in seconds (`COMPLETE_SQL`'s $10).
 static BUCKETS: LazyLock<Vec<f64>> =
@@ -142,17 +157,9 @@ impl CompleteArgs {
 /// jids.
 pub async fn complete(c: &mut Client, completions: &[Completion]) -> StoreResult<Vec<Jid>> {
     let args = CompleteArgs::new(completions);
-    let rows = query(c, COMPLETE_SQL, &args.params()).await?;
-    let applied: std::collections::HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
-    // After the children's commit, under each parent's lock (`wake_parent`).
-    let mut parents: Vec<String> = rows.iter().filter_map(|r| r.get(1)).collect();
-    parents.sort_unstable();
-    parents.dedup();
-    for parent in parents {
-        let tx = c.transaction().await.map_err(pg_err)?;
-        crate::split::wake_parent(&tx, &parent).await?;
-        tx.commit().await.map_err(pg_err)?;
-    }
+    let rows = query(&*c, &COMPLETE_SQL, &args.params()).await?;
+    let applied: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
+    wake_parents(c, rows.iter().filter_map(|r| r.get(1)).collect()).await?;
     Ok(completions
         .iter()
         .filter(|cmp| !applied.contains(cmp.lease.jid.as_str()))

@@ -23,14 +23,33 @@
 //! # Ok(()) }
 //! ```
 
+// The modules by role; each uses only modules of lower levels (the
+// crate root uses them all):
+//   5  tx           a caller's own transaction: push_in, checkpoint_in
+//   4  transitions  push, split
+//   3  commands     operator commands (core's CommandSite, one transaction)
+//      complete     stint ends, a batch per statement
+//      maintenance  promote_due, recover_orphans
+//      admin        stats, listings, job detail, queues, metrics
+//   2  family       split parents and their children, waking a parent
+//      processes    processes, their commands, controls
+//      leases       fetch, reclaim, checkpoint
+//      schema       migrations
+//      listen       LISTEN/NOTIFY
+//   1  sql          query, execute, to_json, from_ms
+//   0  rows, conn   job rows; URLs, pool, errors
 mod admin;
+mod commands;
 mod complete;
 mod conn;
+mod family;
+mod leases;
 mod listen;
-mod operator;
+mod maintenance;
+mod processes;
 mod rows;
 mod schema;
-mod split;
+mod sql;
 #[cfg(test)]
 mod tests;
 mod transitions;
@@ -49,14 +68,19 @@ use stint_core::model::{
 use stint_core::store::{
     CommandEffect, Completion, JobFilter, Lease, Leased, Outcome, Recovered, Store,
 };
-use stint_core::{Checkpoint, StoreResult};
+use stint_core::{Checkpoint, JobCommand, StoreResult};
 
 pub use conn::PgOptions;
 pub use listen::CHANNEL;
-pub use schema::{migrate, MigrationReport, SCHEMA_VERSION};
+pub use schema::{MigrationReport, SCHEMA_VERSION};
 pub use tx::{push_in, push_in_with, push_raw_in, CtxExt, PgTx};
 
-pub(crate) use conn::pg_err;
+/// Brings the store's database to [`SCHEMA_VERSION`], in one transaction;
+/// a no-op when it is there already. Refuses a database migrated by a
+/// newer stint.
+pub async fn migrate(store: &PgStore) -> StoreResult<MigrationReport> {
+    schema::migrate(&mut store.client().await?, store.target()).await
+}
 
 /// The PostgreSQL store. Cheap to clone; clones share one connection pool
 /// and one listening connection.
@@ -121,7 +145,7 @@ impl PgStore {
 
     /// Checks the database's schema version (see [`PgStore::connect`]).
     pub async fn check_schema(&self) -> StoreResult<()> {
-        schema::check(self).await
+        schema::check(&self.client().await?, self.target(), &self.inner.url).await
     }
 
     /// The connection pool, for a job's or an application's own queries on
@@ -138,10 +162,6 @@ impl PgStore {
     /// `host:port/database`, for messages.
     pub fn target(&self) -> &str {
         &self.inner.target
-    }
-
-    pub(crate) fn url_for_messages(&self) -> &str {
-        &self.inner.url
     }
 
     pub(crate) async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
@@ -168,7 +188,7 @@ impl PgStore {
     ) -> StoreResult<Vec<Leased>> {
         let token = format!("{:016x}", rand::random::<u64>());
         let client = self.client().await?;
-        let r = transitions::fetch(&client, process, queues, limit, &token).await;
+        let r = leases::fetch(&client, process, queues, limit, &token).await;
         if let Err(e) = &r {
             if e.is_transient() {
                 self.lost_fetches()
@@ -195,7 +215,7 @@ impl PgStore {
             _ => return Ok(vec![]),
         };
         let client = self.client().await?;
-        let mut got = transitions::reclaim(&client, process, &tokens).await?;
+        let mut got = leases::reclaim(&client, process, &tokens).await?;
         drop(client);
         if let Some(t) = self.lost_fetches().get_mut(process) {
             t.retain(|x| !tokens.contains(x));
@@ -235,7 +255,7 @@ impl Store for PgStore {
     }
 
     async fn register(&self, process: &ProcessInfo, ttl: Duration) -> StoreResult<()> {
-        transitions::register(&self.client().await?, process, ttl).await
+        processes::register(&self.client().await?, process, ttl).await
     }
 
     async fn heartbeat(
@@ -245,20 +265,20 @@ impl Store for PgStore {
         quiet: bool,
         ttl: Duration,
     ) -> StoreResult<bool> {
-        transitions::heartbeat(&self.client().await?, process, busy, quiet, ttl).await
+        processes::heartbeat(&self.client().await?, process, busy, quiet, ttl).await
     }
 
     async fn deregister(&self, process: &str) -> StoreResult<()> {
         self.lost_fetches().remove(process);
-        transitions::deregister(&self.client().await?, process).await
+        processes::deregister(&self.client().await?, process).await
     }
 
     async fn expire_process(&self, process: &str) -> StoreResult<()> {
-        transitions::expire_process(&self.client().await?, process).await
+        processes::expire_process(&self.client().await?, process).await
     }
 
     async fn processes(&self) -> StoreResult<Vec<ProcessInfo>> {
-        operator::processes(&self.client().await?).await
+        processes::processes(&self.client().await?).await
     }
 
     fn fetch_waits_for_jobs(&self) -> bool {
@@ -300,7 +320,7 @@ impl Store for PgStore {
         lease: &Lease,
         checkpoint: &Checkpoint,
     ) -> StoreResult<Option<Control>> {
-        transitions::checkpoint(&self.client().await?, lease, checkpoint).await
+        leases::checkpoint(&self.client().await?, lease, checkpoint).await
     }
 
     async fn complete(&self, completions: Vec<Completion>) -> StoreResult<Vec<Jid>> {
@@ -317,7 +337,7 @@ impl Store for PgStore {
         step: &str,
         children: Vec<NewJob>,
     ) -> StoreResult<()> {
-        split::split(
+        transitions::split(
             &mut self.client().await?,
             lease,
             checkpoint,
@@ -328,82 +348,51 @@ impl Store for PgStore {
     }
 
     async fn children(&self, parent: &Jid) -> StoreResult<Vec<ChildRecord>> {
-        split::children(&self.client().await?, parent).await
+        family::children(&self.client().await?, parent).await
     }
 
     async fn controls(&self, process: &str) -> StoreResult<Vec<(Jid, Control)>> {
-        transitions::controls(&self.client().await?, process).await
+        processes::controls(&self.client().await?, process).await
     }
 
     async fn promote_due(&self) -> StoreResult<u64> {
-        transitions::promote_due(&self.client().await?).await
+        maintenance::promote_due(&self.client().await?).await
     }
 
     async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {
-        transitions::recover_orphans(&mut self.client().await?, max_recoveries).await
+        maintenance::recover_orphans(&mut self.client().await?, max_recoveries).await
     }
 
     async fn stats(&self) -> StoreResult<Stats> {
-        operator::stats(&self.client().await?).await
+        admin::stats(&self.client().await?).await
     }
 
     async fn jobs(&self, filter: &JobFilter) -> StoreResult<Vec<JobRecord>> {
-        operator::jobs(&self.client().await?, filter).await
+        admin::jobs(&self.client().await?, filter).await
     }
 
     async fn job(&self, jid: &Jid) -> StoreResult<Option<JobDetail>> {
-        operator::job(&self.client().await?, jid).await
+        admin::job(&self.client().await?, jid).await
     }
 
-    async fn command(
-        &self,
-        jid: &Jid,
-        command: stint_core::JobCommand,
-    ) -> StoreResult<CommandEffect> {
-        use stint_core::JobCommand as C;
-        match command {
-            C::Pause => self.pause(jid).await,
-            C::Resume => self.resume(jid).await,
-            C::Cancel => self.cancel(jid).await,
-            C::Retry => self.retry(jid).await,
-            C::Delete => self.delete(jid).await.map(|()| CommandEffect::Deleted),
-        }
-    }
-
-    async fn pause(&self, jid: &Jid) -> StoreResult<CommandEffect> {
-        operator::run(&mut self.client().await?, jid, operator::Command::Pause).await
-    }
-
-    async fn resume(&self, jid: &Jid) -> StoreResult<CommandEffect> {
-        operator::run(&mut self.client().await?, jid, operator::Command::Resume).await
-    }
-
-    async fn cancel(&self, jid: &Jid) -> StoreResult<CommandEffect> {
-        operator::run(&mut self.client().await?, jid, operator::Command::Cancel).await
-    }
-
-    async fn retry(&self, jid: &Jid) -> StoreResult<CommandEffect> {
-        operator::run(&mut self.client().await?, jid, operator::Command::Retry).await
+    async fn command(&self, jid: &Jid, command: JobCommand) -> StoreResult<CommandEffect> {
+        commands::command(&mut self.client().await?, jid, command).await
     }
 
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> StoreResult<()> {
-        operator::set_queue_paused(&self.client().await?, queue, paused).await
+        admin::set_queue_paused(&self.client().await?, queue, paused).await
     }
 
     async fn clear_queue(&self, queue: &str) -> StoreResult<u64> {
         admin::clear_queue(&self.client().await?, queue).await
     }
 
-    async fn delete(&self, jid: &Jid) -> StoreResult<()> {
-        admin::delete(&mut self.client().await?, jid).await
-    }
-
     async fn command_process(&self, process: &str, command: ProcessCommand) -> StoreResult<()> {
-        admin::command_process(&self.client().await?, process, command).await
+        processes::command_process(&self.client().await?, process, command).await
     }
 
     async fn process_command(&self, process: &str) -> StoreResult<Option<ProcessCommand>> {
-        admin::process_command(&self.client().await?, process).await
+        processes::process_command(&self.client().await?, process).await
     }
 
     async fn metrics(&self) -> StoreResult<Metrics> {

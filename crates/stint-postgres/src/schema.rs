@@ -3,9 +3,10 @@
 //! store makes when it opens: a worker never runs against tables it does not
 //! know.
 
+use deadpool_postgres::Client;
 use stint_core::{StoreError, StoreResult};
 
-use crate::{pg_err, PgStore};
+use crate::conn::pg_err;
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -136,11 +137,10 @@ pub struct MigrationReport {
 /// An advisory lock key: two `migrate` calls at once take turns.
 const MIGRATE_LOCK: i64 = 0x5717_0001;
 
-/// Brings the database's stint tables to [`SCHEMA_VERSION`], in one
-/// transaction; a no-op when they are there already. Refuses a database
-/// migrated by a newer stint.
-pub async fn migrate(store: &PgStore) -> StoreResult<MigrationReport> {
-    let mut client = store.client().await?;
+/// Brings the stint tables of the database `target` to
+/// [`SCHEMA_VERSION`], in one transaction; a no-op when they are there
+/// already. Refuses a database migrated by a newer stint.
+pub(crate) async fn migrate(client: &mut Client, target: &str) -> StoreResult<MigrationReport> {
     let tx = client.transaction().await.map_err(pg_err)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
         .await
@@ -167,7 +167,7 @@ pub async fn migrate(store: &PgStore) -> StoreResult<MigrationReport> {
         .map_err(pg_err)?
         .get(0);
     if from > SCHEMA_VERSION {
-        return Err(newer(store, from));
+        return Err(newer(target, from));
     }
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| m.version > from) {
@@ -176,7 +176,7 @@ pub async fn migrate(store: &PgStore) -> StoreResult<MigrationReport> {
                 "migration {} ({}) failed on {}: {}",
                 m.version,
                 m.name,
-                store.target(),
+                target,
                 pg_err(e)
             ))
         })?;
@@ -190,7 +190,7 @@ pub async fn migrate(store: &PgStore) -> StoreResult<MigrationReport> {
     }
     tx.commit().await.map_err(pg_err)?;
     if !applied.is_empty() {
-        tracing::info!(target_db = %store.target(), from, to = SCHEMA_VERSION, "stint schema migrated");
+        tracing::info!(target_db = %target, from, to = SCHEMA_VERSION, "stint schema migrated");
     }
     Ok(MigrationReport {
         from,
@@ -200,8 +200,7 @@ pub async fn migrate(store: &PgStore) -> StoreResult<MigrationReport> {
 }
 
 /// The schema version the database has (0: no stint tables).
-pub(crate) async fn version(store: &PgStore) -> StoreResult<i32> {
-    let client = store.client().await?;
+async fn version(client: &Client) -> StoreResult<i32> {
     let exists: bool = client
         .query_one("SELECT to_regclass('stint_migrations') IS NOT NULL", &[])
         .await
@@ -220,32 +219,28 @@ pub(crate) async fn version(store: &PgStore) -> StoreResult<i32> {
     Ok(row.get(0))
 }
 
-/// Refuses to run against a database whose schema is missing, older or
-/// newer than this build's, saying what to do.
-pub(crate) async fn check(store: &PgStore) -> StoreResult<()> {
-    let v = version(store).await?;
+/// Refuses to run against the database `target` (`url` with its password
+/// hidden) when its schema is missing, older or newer than this build's,
+/// saying what to do.
+pub(crate) async fn check(client: &Client, target: &str, url: &str) -> StoreResult<()> {
+    let v = version(client).await?;
     match v {
         SCHEMA_VERSION => Ok(()),
         0 => Err(StoreError::Config(format!(
-            "PostgreSQL database {} has no stint tables: run `stint migrate --store {}` \
-             (or call stint_postgres::migrate) once before starting workers",
-            store.target(),
-            store.url_for_messages()
+            "PostgreSQL database {target} has no stint tables: run `stint migrate --store {url}` \
+             (or call stint_postgres::migrate) once before starting workers"
         ))),
         v if v < SCHEMA_VERSION => Err(StoreError::Config(format!(
-            "PostgreSQL database {} has stint schema version {v}, older than this build's \
-             {SCHEMA_VERSION}: run `stint migrate --store {}` before starting workers",
-            store.target(),
-            store.url_for_messages()
+            "PostgreSQL database {target} has stint schema version {v}, older than this build's \
+             {SCHEMA_VERSION}: run `stint migrate --store {url}` before starting workers"
         ))),
-        v => Err(newer(store, v)),
+        v => Err(newer(target, v)),
     }
 }
 
-fn newer(store: &PgStore, v: i32) -> StoreError {
+fn newer(target: &str, v: i32) -> StoreError {
     StoreError::Config(format!(
-        "PostgreSQL database {} has stint schema version {v}, newer than this build's \
-         {SCHEMA_VERSION}: upgrade this program's stint, or use another database",
-        store.target()
+        "PostgreSQL database {target} has stint schema version {v}, newer than this build's \
+         {SCHEMA_VERSION}: upgrade this program's stint, or use another database"
     ))
 }

@@ -9,7 +9,7 @@ use stint_core::testing::{job_in, LONG_TTL};
 use stint_core::{JobState, ProcessInfo};
 use stint_testkit::postgres::PgServer;
 
-use crate::{migrate, transitions, PgStore};
+use crate::{leases, migrate, PgStore};
 
 fn server() -> &'static PgServer {
     static SERVER: OnceLock<PgServer> = OnceLock::new();
@@ -29,7 +29,7 @@ async fn jobs_of_a_fetch_whose_reply_was_lost_are_handed_out_again() {
     // A fetch committed; its reply never reached the worker.
     let queues = vec!["default".to_owned()];
     let client = store.client().await.unwrap();
-    let lost = transitions::fetch(&client, &p.id, &queues, 2, "lost-token")
+    let lost = leases::fetch(&client, &p.id, &queues, 2, "lost-token")
         .await
         .unwrap();
     drop(client);

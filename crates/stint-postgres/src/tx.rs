@@ -17,10 +17,10 @@ use stint_core::{Client, Ctx, Job, JobError, Push, StoreResult};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Transaction;
 
-use crate::transitions::{
-    checkpoint_result, push_err, to_json, PushArgs, CHECKPOINT_SQL, CHECKPOINT_TYPES, PUSH_SQL,
-    PUSH_TYPES,
-};
+use crate::conn::pg_err;
+use crate::leases::{checkpoint_result, CHECKPOINT_SQL, CHECKPOINT_TYPES};
+use crate::sql::to_json;
+use crate::transitions::{push_err, PushArgs, PUSH_SQL, PUSH_TYPES};
 
 /// A job's own transaction, as the `CheckpointTx` that
 /// `Ctx::checkpoint_in` writes to.
@@ -66,7 +66,7 @@ async fn checkpoint_in_tx(
     let rows = tx
         .query_typed(CHECKPOINT_SQL, &params)
         .await
-        .map_err(crate::pg_err)?;
+        .map_err(pg_err)?;
     checkpoint_result(&rows, lease)
 }
 
