@@ -191,6 +191,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli, store_given: bool) -> anyhow::Result<i32> {
     let url = cli.store;
+    let secret_url = url.clone();
     if let Cmd::Demo { args } = cli.command {
         return demo::run(&url, store_given.then_some(url.as_str()), args).await;
     }
@@ -206,7 +207,9 @@ async fn run(cli: Cli, store_given: bool) -> anyhow::Result<i32> {
             );
         }
     }
-    let store = stint::connect(&url)
+    // Printed and put in errors from here on: without its password.
+    let url = stint::display::redact_url(&url);
+    let store = stint::connect(&secret_url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open {url}: {e}"))?;
     tracing::debug!(store = store.kind(), %url, "store opened");

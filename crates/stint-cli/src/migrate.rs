@@ -6,6 +6,7 @@ use anyhow::Context as _;
 
 /// Migrates the store at `url`; prints what it did.
 pub async fn run(url: &str) -> anyhow::Result<i32> {
+    let shown = stint::display::redact_url(url);
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
         "postgres" | "postgresql" => {
@@ -34,17 +35,17 @@ pub async fn run(url: &str) -> anyhow::Result<i32> {
         "sqlite" => {
             stint::connect(url)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot open {url}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("cannot open {shown}: {e}"))?;
             println!(
-                "{url}: a SQLite file migrates itself when opened; it is at schema version {}",
+                "{shown}: a SQLite file migrates itself when opened; it is at schema version {}",
                 stint::sqlite::SCHEMA_VERSION
             );
         }
         _ => {
             stint::connect(url)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot open {url}: {e}"))?;
-            println!("{url}: this store has no schema to migrate");
+                .map_err(|e| anyhow::anyhow!("cannot open {shown}: {e}"))?;
+            println!("{shown}: this store has no schema to migrate");
         }
     }
     Ok(0)

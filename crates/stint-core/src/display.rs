@@ -85,3 +85,103 @@ pub fn rate(per_sec: f64) -> String {
         r => format!("{r:.1}/s"),
     }
 }
+
+/// A store URL fit to print or to put in an error: a password in its user
+/// information (`redis://:PW@host`, `postgres://user:PW@host/db`) or in a
+/// `password=` query parameter becomes `***`. Anything that is not a URL
+/// (a SQLite path) comes back as it is.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The user information ends at the last '@' before the query: a
+    // password may hold an unescaped '@' or '/'.
+    let query_at = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(query_at);
+    let authority = match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{user}:***{}", &authority[at..]),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.strip_prefix('?') {
+        Some(query) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((q, f)) => (q, format!("#{f}")),
+                None => (query, String::new()),
+            };
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("?{}{fragment}", pairs.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+fn is_secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    ["password", "passwd", "pass", "pwd", "secret", "token"].contains(&k.as_str())
+}
+
+/// Text from job data (a kind, a queue, an error, arguments) fit for a
+/// terminal: control characters — escape sequences included — are shown
+/// escaped (`\u{1b}`, `\n`), never sent raw.
+pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_store_urls_are_hidden() {
+        for (url, shown) in [
+            (
+                "redis://:PW@127.0.0.1:6379/0",
+                "redis://:***@127.0.0.1:6379/0",
+            ),
+            ("redis://user:PW@h", "redis://user:***@h"),
+            ("redis://:p@ss/w@h:1/2", "redis://:***@h:1/2"),
+            (
+                "postgres://app:PW@db:5432/app?pool_size=4",
+                "postgres://app:***@db:5432/app?pool_size=4",
+            ),
+            (
+                "postgresql://db/app?user=app&password=PW&sslmode=disable",
+                "postgresql://db/app?user=app&password=***&sslmode=disable",
+            ),
+            ("postgres://app@db/app", "postgres://app@db/app"),
+            ("sqlite://stint.db", "sqlite://stint.db"),
+            ("stint.db", "stint.db"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert!(!redact_url(url).contains("PW"), "{url}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(clean("Import"), "Import");
+        assert_eq!(clean("a\u{1b}[31mred\nb"), "a\\u{1b}[31mred\\nb");
+        assert_eq!(clean("tab\there é"), "tab\\there é");
+    }
+}

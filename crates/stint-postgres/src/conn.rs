@@ -161,16 +161,7 @@ pub(crate) fn target(config: &Config) -> String {
 
 /// The URL with its password hidden.
 pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
+    stint_core::display::redact_url(url)
 }
 
 /// A driver error with its cause, for the log.

@@ -117,7 +117,8 @@ impl RedisServer {
         self.dir.path().join("redis.pid")
     }
 
-    /// True once the server answers `PING` with `PONG` (not `-LOADING`).
+    /// True once the server answers `PING` with `PONG` (not `-LOADING`), or
+    /// asks for its password.
     fn wait_ready(&mut self, timeout: Duration) -> bool {
         use std::io::{Read, Write};
         let deadline = Instant::now() + timeout;
@@ -130,7 +131,8 @@ impl RedisServer {
                 let mut buf = [0u8; 64];
                 if s.write_all(b"PING\r\n").is_ok() {
                     if let Ok(n) = s.read(&mut buf) {
-                        if buf[..n].starts_with(b"+PONG") {
+                        // NOAUTH: up, with a password (`--requirepass`).
+                        if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH") {
                             return true;
                         }
                     }

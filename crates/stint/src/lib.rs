@@ -82,7 +82,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(Arc::new(stint_postgres::PgStore::connect(url).await?)),
         _ => Err(StoreError::Config(format!(
-            "unsupported store URL {url:?}: this build knows {}",
+            "unsupported store URL {:?}: this build knows {}",
+            stint_core::display::redact_url(url),
             known_schemes().join(", ")
         ))),
     }
