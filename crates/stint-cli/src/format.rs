@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use stint::model::{Checkpoint, JobRecord};
 
-pub use stint::display::{age, duration, duration_ms, utc};
+pub use stint::display::{age, clean, duration, duration_ms, utc};
 
 /// UTC time with its age: "2024-05-01T12:03:04Z (12s ago)".
 pub fn when(at_ms: i64) -> String {
@@ -107,8 +107,11 @@ impl Table {
         }
     }
 
+    /// A row; control characters in its cells (job data can hold any) are
+    /// shown escaped.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows
+            .push(cells.into_iter().map(|c| clean(&c).into_owned()).collect());
     }
 
     pub fn is_empty(&self) -> bool {

@@ -248,16 +248,71 @@ pub async fn command(t: &Target, cmd: JobCommand, jid: &Jid) -> anyhow::Result<(
     Ok(())
 }
 
-/// `stint queue pause|resume NAME`.
+/// A queue name as an operator typed it: refused when empty, blank, padded
+/// with spaces or holding control characters (no job can be in such a
+/// queue; it is a slip of the shell).
+fn check_queue_name(name: &str) -> anyhow::Result<&str> {
+    if name.trim().is_empty() {
+        anyhow::bail!("a queue name cannot be empty or blank: say which queue, e.g. `stint queue pause default`");
+    }
+    if name.trim() != name || name.chars().any(char::is_control) {
+        anyhow::bail!(
+            "queue name {:?} has spaces around it or control characters in it: \
+             no job can be in such a queue; quote the name as the jobs' queue is spelled",
+            fmt::clean(name)
+        );
+    }
+    Ok(name)
+}
+
+/// `stint queue pause|resume NAME`. A queue no job has used and no live
+/// worker serves is paused anyway (pausing ahead of the jobs is a normal
+/// thing to do, and a script pausing a queue should not fail because it is
+/// still empty), but the command says so, naming the known queues, so that
+/// a typo does not go unnoticed.
 pub async fn queue(t: &Target, name: &str, paused: bool) -> anyhow::Result<()> {
+    let name = check_queue_name(name)?;
+    let stats = t.store.stats().await.map_err(|e| t.explain(e))?;
+    let mut known: Vec<&str> = stats.queues.iter().map(|q| q.name.as_str()).collect();
+    for p in &stats.processes {
+        known.extend(p.queues.iter().map(String::as_str));
+    }
+    known.sort_unstable();
+    known.dedup();
+    let unknown = !known.contains(&name);
     t.store
         .set_queue_paused(name, paused)
         .await
         .map_err(|e| t.explain(e))?;
-    if paused {
-        println!("queue {name} paused: workers take no new jobs from it; running jobs go on");
-    } else {
-        println!("queue {name} resumed");
+    let shown = fmt::clean(name);
+    match (paused, unknown) {
+        (true, false) => {
+            println!("queue {shown} paused: workers take no new jobs from it; running jobs go on")
+        }
+        (true, true) => println!(
+            "queue {shown} has no jobs yet and no live worker serves it; paused anyway: \
+             workers will take no jobs from it until `stint queue resume {shown}` \
+             (queues in use: {})",
+            list_or_none(&known)
+        ),
+        (false, false) => println!("queue {shown} resumed"),
+        (false, true) => println!(
+            "queue {shown} has no jobs and no live worker serves it; it is not paused \
+             (queues in use: {})",
+            list_or_none(&known)
+        ),
     }
     Ok(())
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names
+            .iter()
+            .map(|n| fmt::clean(n).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }

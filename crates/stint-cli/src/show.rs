@@ -10,10 +10,11 @@ use crate::format::{self as fmt, Table};
 /// Width of the label column.
 const LABEL: usize = 11;
 
-/// Writes "label      value", indenting the value's further lines under it.
+/// Writes "label      value", indenting the value's further lines under it;
+/// control characters (job data can hold any) are shown escaped.
 fn field(out: &mut String, label: &str, value: &str) {
-    let mut lines = value.lines();
-    let first = lines.next().unwrap_or("");
+    let mut lines = value.lines().map(fmt::clean);
+    let first = lines.next().unwrap_or_default();
     let _ = writeln!(out, "{label:<LABEL$} {first}");
     for line in lines {
         let _ = writeln!(out, "{:LABEL$} {line}", "");

@@ -47,7 +47,7 @@ pub async fn run(t: &Target, mut filter: JobFilter) -> anyhow::Result<()> {
                 println!(
                     "{} {} {} {} {}",
                     j.jid,
-                    j.kind,
+                    fmt::clean(&j.kind),
                     fmt::progress(&j.checkpoint),
                     fmt::rate(j.checkpoint.rate),
                     fmt::eta(j)
@@ -58,7 +58,7 @@ pub async fn run(t: &Target, mut filter: JobFilter) -> anyhow::Result<()> {
         for j in &jobs {
             let bar = bars.entry(j.jid.to_string()).or_insert_with(|| {
                 let bar = multi.add(ProgressBar::new(0));
-                bar.set_prefix(format!("{} {}", j.kind, short(j.jid.as_str())));
+                bar.set_prefix(format!("{} {}", fmt::clean(&j.kind), short(j.jid.as_str())));
                 bar
             });
             update(bar, j);
@@ -101,7 +101,7 @@ fn update(bar: &ProgressBar, j: &JobRecord) {
     bar.set_position(cp.done);
     let mut msg = format!("{} · ETA {}", fmt::rate(cp.rate), fmt::eta(j));
     if let Some(p) = &j.process {
-        msg.push_str(&format!(" · stint {} on {p}", j.stints));
+        msg.push_str(&format!(" · stint {} on {}", j.stints, fmt::clean(p)));
     }
     if let Some(c) = j.control {
         msg.push_str(&format!(" · {} requested", c.as_str()));
