@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use rusqlite::{params, Connection};
-use stint_core::lifecycle::render;
+use stint_core::lifecycle::{self, render};
 use stint_core::model::now_ms;
 use stint_core::StoreResult;
 
@@ -44,7 +44,7 @@ pub(crate) fn wake_parent(tx: &Connection, child: &str) -> StoreResult<()> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "UPDATE stint_jobs AS p
-               SET state = 'enqueued', enqueued_at = ?2, reason = 'its children finished',
+               SET state = 'enqueued', enqueued_at = ?2, reason = ?3,
                    seq = {head}
              WHERE p.jid = (SELECT c.parent FROM stint_jobs c WHERE c.jid = ?1)
                AND p.state = 'waiting'
@@ -54,6 +54,11 @@ pub(crate) fn wake_parent(tx: &Connection, child: &str) -> StoreResult<()> {
             finals = render::sql_final_states(),
         )
     });
-    exec(tx, &SQL, params![child, now_ms()]).map_err(db_err)?;
+    exec(
+        tx,
+        &SQL,
+        params![child, now_ms(), lifecycle::CHILDREN_FINISHED],
+    )
+    .map_err(db_err)?;
     Ok(())
 }

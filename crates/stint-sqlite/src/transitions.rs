@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use stint_core::lifecycle::{render, JobCommand, StintEnd};
+use stint_core::lifecycle::{self, recovery, render, JobCommand, StintEnd};
 use stint_core::metrics::MetricsDelta;
 use stint_core::model::{now_ms, to_ms, Checkpoint, Control, Jid, JobState, NewJob};
 use stint_core::store::{Completion, Lease, Outcome};
@@ -171,7 +171,13 @@ pub fn split(
     children: &[NewJob],
 ) -> StoreResult<()> {
     let now = now_ms();
-    let reason = format!("waiting for {} children of split {step:?}", children.len());
+    let reason = recovery::fill(
+        lifecycle::SPLIT_WAITING,
+        &[
+            ("n", &children.len().to_string()),
+            ("step", &format!("{step:?}")),
+        ],
+    );
     let fenced = params![lease.jid.as_str(), lease.process, lease.stint];
     let control: Option<Option<String>> = query_row(
         tx,

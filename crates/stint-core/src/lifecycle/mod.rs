@@ -33,3 +33,8 @@ pub use recovery::{recover, Verdict};
 pub const PAUSED_BY_OPERATOR: &str = "paused by operator";
 /// The reason recorded for a job an operator cancelled.
 pub const CANCELLED_BY_OPERATOR: &str = "cancelled by operator";
+/// The reason recorded for a split parent whose last child finished.
+pub const CHILDREN_FINISHED: &str = "its children finished";
+/// The reason recorded for a job that split; `{n}` is its number of
+/// children, `{step}` the split step (quoted).
+pub const SPLIT_WAITING: &str = "waiting for {n} children of split {step}";
