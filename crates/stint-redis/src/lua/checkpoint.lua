@@ -1,7 +1,7 @@
 -- checkpoint(ARGV: jid, process, stint, checkpoint JSON, done): saves a
 -- running job's checkpoint, fenced by its lease. More items done than the
--- saved checkpoint clears the recovery count (a poison pill is a job whose
--- process keeps dying without progress).
+-- saved checkpoint clears the recovery count (which counts recoveries in
+-- a row without progress; see stint_core::lifecycle::recovery).
 -- Returns {0} when the lease is not current, else {1, pending control}.
 local key = 'stint:job:' .. ARGV[1]
 local L = lease_unpack(redis.call('HGET', 'stint:leases:' .. ARGV[2], ARGV[1]))
