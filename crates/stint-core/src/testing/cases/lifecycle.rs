@@ -16,20 +16,22 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::error::StoreError;
+use crate::error::{StoreError, StoreResult};
 use crate::lifecycle::recovery::{fill, STINT_ENDED, STINT_LABEL};
 use crate::lifecycle::{
     after_stint, decide, recover, Decision, JobCommand, JobView, Move, QueueEnd, StintEnd,
     CANCELLED_BY_OPERATOR, PAUSED_BY_OPERATOR,
 };
 use crate::model::{now_ms, Control, Jid, JobRecord, JobState};
-use crate::store::{CommandEffect, Outcome, Store};
+use crate::store::{CommandEffect, Leased, Outcome, Store};
 use crate::testing::*;
 
 /// The queue of the jobs under test.
 const QUEUE: &str = "lifecycle";
 /// The queue of split children.
 const KIDS: &str = "lifecycle-kids";
+/// The queue of the children of a split child.
+const GRANDKIDS: &str = "lifecycle-grandkids";
 /// Far enough in the future that nothing becomes due during a case.
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -46,6 +48,10 @@ pub enum Setup {
     /// A split parent waiting for its four children: one succeeded, one
     /// running, one paused, one enqueued.
     Waiting,
+    /// A split parent waiting for its two children: the first split too
+    /// and waits for its three (one running, one paused, one enqueued),
+    /// the second is enqueued.
+    NestedWaiting,
     /// Its stint ended as paused, with a checkpoint.
     Paused,
     /// Its stint failed with a retry an hour ahead.
@@ -69,7 +75,7 @@ impl Setup {
             Setup::Scheduled => JobState::Scheduled,
             Setup::Enqueued => JobState::Enqueued,
             Setup::Running(_) => JobState::Running,
-            Setup::Waiting => JobState::Waiting,
+            Setup::Waiting | Setup::NestedWaiting => JobState::Waiting,
             Setup::Paused => JobState::Paused,
             Setup::Retrying => JobState::Retrying,
             Setup::Succeeded => JobState::Succeeded,
@@ -94,6 +100,7 @@ impl fmt::Display for Setup {
             Setup::Running(None) => f.write_str("running job (nothing pending)"),
             Setup::Running(Some(c)) => write!(f, "running job with a pending {}", c.as_str()),
             Setup::Waiting => f.write_str("waiting split parent"),
+            Setup::NestedWaiting => f.write_str("waiting split parent whose first child split too"),
             Setup::Child(state) => write!(f, "{state} child of a waiting split parent"),
             other => write!(f, "{} job", other.state()),
         }
@@ -201,6 +208,24 @@ async fn place(store: &Arc<dyn Store>, setup: Setup) -> Placed {
             }
             top(jid)
         }
+        Setup::NestedWaiting => {
+            let jid = split_parent(store, &p, 2).await;
+            let kid = fetch_one(store, &p, KIDS).await;
+            split_into(store, &kid, GRANDKIDS, 3).await;
+            let grandkids = fetch(store, &p, GRANDKIDS, 2).await;
+            assert_eq!(
+                grandkids.len(),
+                2,
+                "setting up a {setup}: fetch two grandchildren"
+            );
+            store
+                .checkpoint(&grandkids[0].lease, &checkpoint(1, 1))
+                .await
+                .expect("checkpoint");
+            let cp = Some(checkpoint(1, 1));
+            complete_ok(store, &grandkids[1].lease, cp, Outcome::Paused).await;
+            top(jid)
+        }
         Setup::Waiting => {
             let jid = split_parent(store, &p, 4).await;
             let kids = fetch(store, &p, KIDS, 3).await;
@@ -285,14 +310,19 @@ async fn place(store: &Arc<dyn Store>, setup: Setup) -> Placed {
 async fn split_parent(store: &Arc<dyn Store>, p: &str, n: u64) -> Jid {
     let jid = push_one(store, job_in(QUEUE, 0)).await;
     let parent = fetch_one(store, p, QUEUE).await;
-    let kids = (1..=n).map(|i| job_in(KIDS, i)).collect();
+    split_into(store, &parent, KIDS, n).await;
+    jid
+}
+
+/// Splits a leased job into `n` children in `queue`.
+async fn split_into(store: &Arc<dyn Store>, parent: &Leased, queue: &str, n: u64) {
+    let kids = (1..=n).map(|i| job_in(queue, i)).collect();
     let mut cp = checkpoint(0, 0);
     cp.steps.push("chunks".into());
     store
         .split(&parent.lease, &cp, "chunks", kids)
         .await
         .expect("split");
-    jid
 }
 
 fn view(job: &JobRecord) -> JobView {
@@ -312,6 +342,54 @@ async fn open_children(store: &Arc<dyn Store>, parent: &Jid) -> Vec<JobRecord> {
         .map(|c| c.job)
         .filter(|j| !j.state.is_final())
         .collect()
+}
+
+/// A descendant of the job a command is given, with what [`decide`] says
+/// the command does to it when it reaches it.
+struct Planned {
+    job: JobRecord,
+    decision: StoreResult<Decision>,
+    /// The command reaches it (every job between it and the one commanded
+    /// sends the command on).
+    reached: bool,
+    /// A direct child of the job commanded.
+    direct: bool,
+}
+
+/// Whether a decision sends the command on to the job's children.
+fn cascades(decision: &StoreResult<Decision>) -> bool {
+    matches!(
+        decision,
+        Ok(Decision::Cascade | Decision::Move { cascade: true, .. })
+    )
+}
+
+/// Every unfinished descendant of `root`, with what `cmd` does to it, as
+/// [`crate::lifecycle::run_command`] sends a command down a split tree:
+/// from each job whose decision cascades to its unfinished children.
+async fn plan(
+    store: &Arc<dyn Store>,
+    cmd: JobCommand,
+    root: &Jid,
+    root_cascades: bool,
+) -> Vec<Planned> {
+    let mut planned = vec![];
+    let mut todo = vec![(root.clone(), root_cascades, true)];
+    while let Some((node, reaching, direct)) = todo.pop() {
+        for job in open_children(store, &node).await {
+            let decision = decide(cmd, &job.jid, view(&job), false);
+            if job.state == JobState::Waiting {
+                todo.push((job.jid.clone(), reaching && cascades(&decision), false));
+            }
+            planned.push(Planned {
+                job,
+                decision,
+                reached: reaching,
+                direct,
+            });
+        }
+    }
+    planned
 }
 
 /// Checks that a job the store answered a refused or unchanged command
@@ -436,18 +514,14 @@ pub async fn command_case(store: Arc<dyn Store>, cmd: JobCommand, setup: Setup) 
     let awaited = cmd == JobCommand::Delete && placed.parent.is_some() && !before.state.is_final();
     let want = decide(cmd, jid, view(&before), awaited);
 
-    // A waiting parent's command goes on to its unfinished children, each
-    // as `decide` rules it; the effect counts those it applied to.
-    let kids_before = if before.state == JobState::Waiting {
-        open_children(&store, jid).await
-    } else {
-        vec![]
-    };
-    let kids_want: Vec<_> = kids_before
+    // A waiting parent's command goes on to its unfinished children (and
+    // theirs), each as `decide` rules it; the effect counts the direct
+    // children it applied to.
+    let planned = plan(&store, cmd, jid, cascades(&want)).await;
+    let reached = planned
         .iter()
-        .map(|k| decide(cmd, &k.jid, view(k), false))
-        .collect();
-    let reached = kids_want.iter().filter(|d| d.is_ok()).count() as u32;
+        .filter(|k| k.reached && k.direct && k.decision.is_ok())
+        .count() as u32;
 
     // A job that waited in the queue since before the command, for where
     // an enqueued job lands.
@@ -455,7 +529,7 @@ pub async fn command_case(store: Arc<dyn Store>, cmd: JobCommand, setup: Setup) 
     sleep_ms(3).await;
 
     let got = store.command(jid, cmd).await;
-    let (to, cascade) = match want {
+    let to = match want {
         Err(StoreError::InvalidState { state, message, .. }) => {
             match got {
                 Err(StoreError::InvalidState {
@@ -476,7 +550,7 @@ pub async fn command_case(store: Arc<dyn Store>, cmd: JobCommand, setup: Setup) 
                 ),
             }
             assert_untouched(&store, &before, &what).await;
-            (None, false)
+            None
         }
         Err(e) => panic!("{what}: core's decide failed with {e}"),
         Ok(Decision::Unchanged(effect)) => {
@@ -485,7 +559,7 @@ pub async fn command_case(store: Arc<dyn Store>, cmd: JobCommand, setup: Setup) 
                 Err(e) => panic!("{what}: core says Ok({effect:?}) (unchanged); got Err({e})"),
             }
             assert_untouched(&store, &before, &what).await;
-            (None, false)
+            None
         }
         Ok(Decision::Cascade) => {
             let effect = CommandEffect::Cascaded { children: reached };
@@ -494,7 +568,7 @@ pub async fn command_case(store: Arc<dyn Store>, cmd: JobCommand, setup: Setup) 
                 Err(e) => panic!("{what}: core says Ok({effect:?}); got Err({e})"),
             }
             assert_untouched(&store, &before, &format!("{what} (the parent)")).await;
-            (None, true)
+            None
         }
         Ok(Decision::Move {
             to,
@@ -511,23 +585,26 @@ pub async fn command_case(store: Arc<dyn Store>, cmd: JobCommand, setup: Setup) 
                 Err(e) => panic!("{what}: core says Ok({effect:?}) by {to:?}; got Err({e})"),
             }
             assert_moved(&store, &before, to, &what).await;
-            (Some(to), cascade)
+            Some(to)
         }
     };
 
-    if cascade {
-        for (kid, want) in kids_before.iter().zip(kids_want) {
-            let what = format!("{what}, sent on to its {} child {}", kid.state, kid.jid);
-            match want {
-                Ok(Decision::Move { to, .. }) => assert_moved(&store, kid, to, &what).await,
-                Ok(Decision::Unchanged(_)) | Err(_) => assert_untouched(&store, kid, &what).await,
-                Ok(Decision::Cascade) => panic!("{what}: no nested split is set up"),
+    for kid in &planned {
+        let whose = if kid.direct { "child" } else { "grandchild" };
+        let (state, kid_jid) = (kid.job.state, &kid.job.jid);
+        match (&kid.decision, kid.reached) {
+            (Ok(Decision::Move { to, .. }), true) => {
+                let what = format!("{what}, sent on to its {state} {whose} {kid_jid}");
+                assert_moved(&store, &kid.job, *to, &what).await
             }
-        }
-    } else {
-        for kid in &kids_before {
-            let what = format!("{what}: its {} child {}", kid.state, kid.jid);
-            assert_untouched(&store, kid, &what).await;
+            (_, reached) => {
+                let what = if reached {
+                    format!("{what}, sent on to its {state} {whose} {kid_jid} (a no-op there)")
+                } else {
+                    format!("{what}: its {state} {whose} {kid_jid}, which it does not reach")
+                };
+                assert_untouched(&store, &kid.job, &what).await
+            }
         }
     }
     if let Some(parent) = &placed.parent {
@@ -537,6 +614,56 @@ pub async fn command_case(store: Arc<dyn Store>, cmd: JobCommand, setup: Setup) 
     if let Some(to) = to {
         assert_queue_place(&store, &placed, to, &what).await;
     }
+}
+
+/// A cancel of the last unfinished child of a waiting split parent, the
+/// child in `state`: the child is cancelled as [`decide`] says, and, a
+/// cancelled child counting as finished, the parent wakes at the head of
+/// its queue with its checkpoint.
+pub async fn last_child_case(store: Arc<dyn Store>, state: JobState) {
+    let what = format!("cancel of the last unfinished child ({state}) of a waiting split parent");
+    let p = register_for(&store, &[QUEUE, KIDS], LONG_TTL).await;
+    let parent = split_parent(&store, &p, 2).await;
+    let first = fetch_one(&store, &p, KIDS).await;
+    complete_ok(&store, &first.lease, None, outcome_of(StintEnd::Succeeded)).await;
+    if state == JobState::Paused {
+        let last = fetch_one(&store, &p, KIDS).await;
+        complete_ok(&store, &last.lease, Some(checkpoint(1, 1)), Outcome::Paused).await;
+    }
+    let open = open_children(&store, &parent).await;
+    assert_eq!(open.len(), 1, "{what}: one child left");
+    let last = &open[0];
+    assert_eq!(last.state, state, "{what}: the child's state");
+    let parent_before = assert_state(&store, &parent, JobState::Waiting).await;
+    push_one(&store, job_in(QUEUE, 99)).await;
+    sleep_ms(3).await;
+
+    let (to, effect) = match decide(JobCommand::Cancel, &last.jid, view(last), false) {
+        Ok(Decision::Move { to, effect, .. }) => (to, effect),
+        other => panic!("core: {what} is {other:?}"),
+    };
+    match store.command(&last.jid, JobCommand::Cancel).await {
+        Ok(e) => assert_eq!(e, effect, "{what}: the effect"),
+        Err(e) => panic!("{what}: core says Ok({effect:?}); got Err({e})"),
+    }
+    assert_moved(&store, last, to, &what).await;
+    let woken = record(&store, &parent).await;
+    assert_eq!(
+        woken.state,
+        JobState::Enqueued,
+        "{what}: the parent wakes (a cancelled child has finished)"
+    );
+    assert_eq!(
+        woken.checkpoint, parent_before.checkpoint,
+        "{what}: the parent's checkpoint"
+    );
+    let reader = register_for(&store, &[QUEUE], LONG_TTL).await;
+    let got = jids(&fetch(&store, &reader, QUEUE, 10).await);
+    assert_eq!(
+        got.first(),
+        Some(&parent),
+        "{what}: the parent is at the head of its queue; fetched {got:?}"
+    );
 }
 
 /// A stint that ends as `end` while `pending` was asked of it: the job
@@ -784,6 +911,7 @@ command_cases! {
     pause_of_running_pause_pending: Pause, Setup::Running(Some(Control::Pause));
     pause_of_running_cancel_pending: Pause, Setup::Running(Some(Control::Cancel));
     pause_of_waiting: Pause, Setup::Waiting;
+    pause_of_nested_waiting: Pause, Setup::NestedWaiting;
     pause_of_paused: Pause, Setup::Paused;
     pause_of_retrying: Pause, Setup::Retrying;
     pause_of_succeeded: Pause, Setup::Succeeded;
@@ -801,6 +929,7 @@ command_cases! {
     resume_of_running_pause_pending: Resume, Setup::Running(Some(Control::Pause));
     resume_of_running_cancel_pending: Resume, Setup::Running(Some(Control::Cancel));
     resume_of_waiting: Resume, Setup::Waiting;
+    resume_of_nested_waiting: Resume, Setup::NestedWaiting;
     resume_of_paused: Resume, Setup::Paused;
     resume_of_retrying: Resume, Setup::Retrying;
     resume_of_succeeded: Resume, Setup::Succeeded;
@@ -818,6 +947,7 @@ command_cases! {
     cancel_of_running_pause_pending: Cancel, Setup::Running(Some(Control::Pause));
     cancel_of_running_cancel_pending: Cancel, Setup::Running(Some(Control::Cancel));
     cancel_of_waiting: Cancel, Setup::Waiting;
+    cancel_of_nested_waiting: Cancel, Setup::NestedWaiting;
     cancel_of_paused: Cancel, Setup::Paused;
     cancel_of_retrying: Cancel, Setup::Retrying;
     cancel_of_succeeded: Cancel, Setup::Succeeded;
@@ -835,6 +965,7 @@ command_cases! {
     retry_of_running_pause_pending: Retry, Setup::Running(Some(Control::Pause));
     retry_of_running_cancel_pending: Retry, Setup::Running(Some(Control::Cancel));
     retry_of_waiting: Retry, Setup::Waiting;
+    retry_of_nested_waiting: Retry, Setup::NestedWaiting;
     retry_of_paused: Retry, Setup::Paused;
     retry_of_retrying: Retry, Setup::Retrying;
     retry_of_succeeded: Retry, Setup::Succeeded;
@@ -852,6 +983,7 @@ command_cases! {
     delete_of_running_pause_pending: Delete, Setup::Running(Some(Control::Pause));
     delete_of_running_cancel_pending: Delete, Setup::Running(Some(Control::Cancel));
     delete_of_waiting: Delete, Setup::Waiting;
+    delete_of_nested_waiting: Delete, Setup::NestedWaiting;
     delete_of_paused: Delete, Setup::Paused;
     delete_of_retrying: Delete, Setup::Retrying;
     delete_of_succeeded: Delete, Setup::Succeeded;
@@ -937,8 +1069,20 @@ pub async fn recover_none_allowed(store: Arc<dyn Store>) {
     recovery_case(store, 0, &[None]).await
 }
 
+/// A cancel of the last unfinished child, enqueued, wakes its parent.
+pub async fn cancel_of_last_child_enqueued(store: Arc<dyn Store>) {
+    last_child_case(store, JobState::Enqueued).await
+}
+
+/// A cancel of the last unfinished child, paused, wakes its parent.
+pub async fn cancel_of_last_child_paused(store: Arc<dyn Store>) {
+    last_child_case(store, JobState::Paused).await
+}
+
 /// The other cases of this module, by name.
 pub const OTHER_CASES: &[&str] = &[
+    "cancel_of_last_child_enqueued",
+    "cancel_of_last_child_paused",
     "end_lease_lost",
     "end_lease_lost_pause_pending",
     "end_lease_lost_cancel_pending",
@@ -971,7 +1115,7 @@ mod tests {
     /// pending control.
     #[test]
     fn the_cases_cover_every_pair() {
-        let setups = 11 + 5;
+        let setups = 12 + 5;
         assert_eq!(COMMAND_CASES.len(), JobCommand::ALL.len() * setups);
         assert_eq!(END_CASES.len(), RECORDED.len() * 3);
     }
