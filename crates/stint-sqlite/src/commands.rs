@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use stint_core::lifecycle::{self, render, CommandSite, JobCommand, JobView, Move, QueueEnd};
 use stint_core::model::{now_ms, Control, Jid, JobState};
 use stint_core::store::CommandEffect;
@@ -17,14 +17,16 @@ use crate::queue::{head_seq, next_seq, wake_parent};
 
 /// Runs `command` on `jid` (and, for a waiting split parent, on its
 /// unfinished children) in the transaction `tx`.
-pub(crate) fn run(tx: &Connection, jid: &Jid, command: JobCommand) -> StoreResult<CommandEffect> {
+pub(crate) fn run(tx: &Transaction, jid: &Jid, command: JobCommand) -> StoreResult<CommandEffect> {
     // Every step of the site is a blocking call on `tx`: the driver's
     // future never pends, so it completes in its first poll.
     futures::executor::block_on(lifecycle::run_command(&mut Site(tx), jid, command))
 }
 
-/// A write transaction as the site of operator commands.
-struct Site<'a>(&'a Connection);
+/// A write transaction as the site of operator commands. `BEGIN IMMEDIATE`
+/// holds every other writer off until it commits: a job read in it stays
+/// as it was read.
+struct Site<'a, 'conn>(&'a Transaction<'conn>);
 
 /// What a move needs of the job as it was read.
 struct Seen {
@@ -32,7 +34,7 @@ struct Seen {
     parent: Option<String>,
 }
 
-impl CommandSite for Site<'_> {
+impl CommandSite for Site<'_, '_> {
     type Seen = Seen;
 
     async fn read(&mut self, jid: &Jid) -> StoreResult<Option<(JobView, Seen)>> {
@@ -117,8 +119,8 @@ impl CommandSite for Site<'_> {
                 }
             }
         }
-        // The transaction holds every other writer off: the job is still
-        // as it was read.
+        // Nothing else writes in the transaction: the job was still as it
+        // was read.
         Ok(true)
     }
 

@@ -135,7 +135,7 @@ impl SqliteStore {
     pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&rusqlite::Transaction) -> StoreResult<T> + Send + 'static,
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
@@ -276,7 +276,7 @@ impl Store for SqliteStore {
     }
 
     async fn promote_due(&self) -> StoreResult<u64> {
-        self.write(maintenance::promote_due).await
+        self.write(|tx| maintenance::promote_due(tx)).await
     }
 
     async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {

@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use stint_core::lifecycle::{self, recovery, render, JobCommand, StintEnd};
 use stint_core::metrics::MetricsDelta;
 use stint_core::model::{now_ms, to_ms, Checkpoint, Control, Jid, JobState, NewJob};
@@ -164,7 +164,7 @@ pub fn complete(tx: &Connection, completions: &[Completion]) -> StoreResult<Vec<
 /// fenced by the lease. A pause or cancel asked of the parent while it ran
 /// then goes to the tree, as the operator command would.
 pub fn split(
-    tx: &Connection,
+    tx: &Transaction,
     lease: &Lease,
     cp: &Checkpoint,
     step: &str,
