@@ -276,9 +276,13 @@ async fn open(store_url: &str, args: &DemoArgs) -> anyhow::Result<(Arc<dyn Store
     if matches!(scheme, "postgres" | "postgresql") {
         let pg = PgStore::open(store_url)?;
         // The demo is the whole deploy: it migrates the store itself.
-        stint::postgres::migrate(&pg)
-            .await
-            .with_context(|| format!("cannot migrate {}", pg.target()))?;
+        match stint::postgres::migrate(&pg).await {
+            Err(stint::StoreError::Unavailable(msg)) => {
+                let shown = crate::format::redact_url(store_url);
+                return Err(crate::format::unreachable(&shown, &msg));
+            }
+            r => r.with_context(|| format!("cannot migrate {}", pg.target()))?,
+        };
         pg.check_schema().await?;
         let client = pg.pool().get().await?;
         client
@@ -294,9 +298,11 @@ async fn open(store_url: &str, args: &DemoArgs) -> anyhow::Result<(Arc<dyn Store
         let _ = PG_STORE.set(pg.clone());
         return Ok((Arc::new(pg.clone()), Rows::Postgres(pg)));
     }
-    let store = stint::connect(store_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", crate::format::redact_url(store_url)))?;
+    let shown = crate::format::redact_url(store_url);
+    let store = stint::connect(store_url).await.map_err(|e| match e {
+        stint::StoreError::Unavailable(msg) => crate::format::unreachable(&shown, &msg),
+        e => anyhow::anyhow!("cannot open {shown}: {e}"),
+    })?;
     let conn = sqlite_table(&args.data, true)?;
     Ok((
         store,
@@ -343,9 +349,7 @@ impl Meter {
 
     fn record(&mut self, done: u64, now: Instant) {
         self.samples.push_back((now, done));
-        while self.samples.len() > 2
-            && now.duration_since(self.samples[1].0) >= Self::WINDOW
-        {
+        while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= Self::WINDOW {
             self.samples.pop_front();
         }
     }
@@ -524,7 +528,10 @@ pub async fn run(store_url: &str, store_flag: Option<&str>, args: DemoArgs) -> a
         return Ok(130);
     }
     bar.set_position(done);
-    bar.set_message(format!("done in {}", crate::format::duration(bar.elapsed())));
+    bar.set_message(format!(
+        "done in {}",
+        crate::format::duration(bar.elapsed())
+    ));
     bar.abandon();
 
     let (count, distinct, sum) = match &rows_to {
@@ -702,7 +709,7 @@ mod tests {
         };
         assert_eq!(
             again(Some("postgres://app:s3cret@db.example/app"), &args),
-            "stint --store postgres://app:****@db.example/app demo --rows 30000 --concurrency 2 --data 'my data.db'"
+            "stint --store 'postgres://app:***@db.example/app' demo --rows 30000 --concurrency 2 --data 'my data.db'"
         );
     }
 }

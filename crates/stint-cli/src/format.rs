@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use stint::model::{Checkpoint, JobRecord};
 
-pub use stint::display::{age, clean, duration, duration_ms, utc};
+pub use stint::display::{age, clean, duration, duration_ms, redact_url, utc};
 
 /// UTC time with its age: "2024-05-01T12:03:04Z (12s ago)".
 pub fn when(at_ms: i64) -> String {
@@ -43,20 +43,39 @@ pub fn eta(job: &JobRecord) -> String {
     job_eta(job).map(duration).unwrap_or_else(|| "-".into())
 }
 
-/// A store URL for messages: a password in it is replaced by `****`
-/// (`postgres://app:****@db/app`).
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    // The userinfo ends at the last '@' before the path.
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:****{}", &rest[at..]),
-        None => url.to_owned(),
+/// A store that cannot be reached, for an operator: one line saying which
+/// store (`shown_url`, without its password), what happened and what to do.
+/// `message` is the store's `StoreError::Unavailable` text.
+pub fn unreachable(shown_url: &str, message: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot reach the store at {shown_url}: {}; is its server up? (choose another store with --store or STINT_STORE)",
+        unreachable_cause(message)
+    )
+}
+
+/// The innermost cause of an unavailable store ("Connection refused (os
+/// error 111)"), without the layers that repeat the store and the URL.
+fn unreachable_cause(message: &str) -> &str {
+    let mut m = message.trim();
+    while let Some(i) = m.find("store unavailable: ") {
+        m = &m[i + "store unavailable: ".len()..];
+    }
+    loop {
+        let before = m;
+        for prefix in ["redis: ", "postgres: ", "error connecting to server: "] {
+            m = m.strip_prefix(prefix).unwrap_or(m);
+        }
+        if let Some(rest) = m.strip_prefix("cannot connect to ") {
+            m = rest.split_once(": ").map_or(m, |(_, cause)| cause);
+        }
+        if m == before {
+            break;
+        }
+    }
+    // A trailing " (host:port/db)" repeats the store.
+    match m.rfind(" (") {
+        Some(i) if m.ends_with(')') && !m[i + 2..].contains(' ') => &m[..i],
+        _ => m,
     }
 }
 
@@ -66,7 +85,7 @@ pub fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,*".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
     if plain {
         word.to_owned()
     } else {
@@ -189,20 +208,27 @@ mod tests {
     }
 
     #[test]
-    fn passwords_in_urls_are_hidden() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/app?pool_size=4"),
-            "postgres://app:****@db:5432/app?pool_size=4"
+    fn an_unreachable_store_is_one_plain_line() {
+        let e = unreachable(
+            "redis://:***@127.0.0.1:6390/0",
+            "cannot connect to redis://:***@127.0.0.1:6390/0: store unavailable: redis: Connection refused (os error 111)",
         );
         assert_eq!(
-            redact_url("redis://:pa@ss@127.0.0.1:6379/0"),
-            "redis://:****@127.0.0.1:6379/0"
+            e.to_string(),
+            "cannot reach the store at redis://:***@127.0.0.1:6390/0: Connection refused (os error 111); \
+             is its server up? (choose another store with --store or STINT_STORE)"
         );
         assert_eq!(
-            redact_url("postgres://app@db/app"),
-            "postgres://app@db/app"
+            unreachable_cause(
+                "postgres: error connecting to server: Connection refused (os error 111) (127.0.0.1:5499/db)"
+            ),
+            "Connection refused (os error 111)"
         );
-        assert_eq!(redact_url("sqlite://stint.db"), "sqlite://stint.db");
+        assert_eq!(unreachable_cause("timed out"), "timed out");
+    }
+
+    #[test]
+    fn words_are_quoted_for_the_shell() {
         assert_eq!(shell_quote("sqlite://a.db"), "sqlite://a.db");
         assert_eq!(shell_quote("it's here"), "'it'\\''s here'");
     }

@@ -162,9 +162,12 @@ fn main() -> ExitCode {
     };
     // The demo draws a progress bar: only warnings by default (such as a
     // job recovered from a killed process); RUST_LOG=info shows every stint.
+    // A one-shot command says what went wrong in its own error, once: the
+    // stores' warnings are for long-running processes (the dashboard).
     let default_level = match cli.command {
         Cmd::Demo { .. } => "warn",
-        _ => "info",
+        Cmd::Web { .. } => "info",
+        _ => "error",
     };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
@@ -209,9 +212,10 @@ async fn run(cli: Cli, store_given: bool) -> anyhow::Result<i32> {
     }
     // Printed and put in errors from here on: without its password.
     let url = stint::display::redact_url(&url);
-    let store = stint::connect(&secret_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open {url}: {e}"))?;
+    let store = stint::connect(&secret_url).await.map_err(|e| match e {
+        stint::StoreError::Unavailable(msg) => format::unreachable(&url, &msg),
+        e => anyhow::anyhow!("cannot open {url}: {e}"),
+    })?;
     tracing::debug!(store = store.kind(), %url, "store opened");
     let t = Target { store, url };
 

@@ -11,9 +11,12 @@ pub async fn run(url: &str) -> anyhow::Result<i32> {
     match scheme {
         "postgres" | "postgresql" => {
             let store = stint::postgres::PgStore::open(url)?;
-            let report = stint::postgres::migrate(&store)
-                .await
-                .with_context(|| format!("cannot migrate {}", store.target()))?;
+            let report = match stint::postgres::migrate(&store).await {
+                Err(stint::StoreError::Unavailable(msg)) => {
+                    return Err(crate::format::unreachable(&shown, &msg))
+                }
+                r => r.with_context(|| format!("cannot migrate {}", store.target()))?,
+            };
             if report.applied.is_empty() {
                 println!(
                     "{}: stint schema already at version {}; nothing to do",
@@ -42,9 +45,10 @@ pub async fn run(url: &str) -> anyhow::Result<i32> {
             );
         }
         _ => {
-            stint::connect(url)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot open {shown}: {e}"))?;
+            stint::connect(url).await.map_err(|e| match e {
+                stint::StoreError::Unavailable(msg) => crate::format::unreachable(&shown, &msg),
+                e => anyhow::anyhow!("cannot open {shown}: {e}"),
+            })?;
             println!("{shown}: this store has no schema to migrate");
         }
     }

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
+use stint::lifecycle::{self, JobCommand};
 use stint::model::{Jid, JobDetail, JobRecord, JobState, Stats};
 use stint::store::JobFilter;
-use stint::lifecycle::{self, JobCommand};
 use stint::{Store, StoreError};
 
 use crate::format::{self as fmt, Table};
@@ -34,6 +34,7 @@ impl Target {
         match e {
             StoreError::NotFound(jid) => self.no_job(&jid),
             e @ StoreError::InvalidState { .. } => anyhow!("{e}"),
+            StoreError::Unavailable(msg) => crate::format::unreachable(&self.url, &msg),
             e => anyhow!("{}: {e}", self.url),
         }
     }
