@@ -9,6 +9,7 @@
 //! waits, to its children by core's rules (`commands`).
 
 use redis::Value;
+use stint_core::lifecycle::{self, recovery};
 use stint_core::model::{now_ms, Checkpoint, ChildRecord, Control, Jid, NewJob};
 use stint_core::store::Lease;
 use stint_core::{JobCommand, StoreError, StoreResult};
@@ -24,7 +25,13 @@ pub(crate) async fn split(
     step: &str,
     children: Vec<NewJob>,
 ) -> StoreResult<()> {
-    let reason = format!("waiting for {} children of split {step:?}", children.len());
+    let reason = recovery::fill(
+        lifecycle::SPLIT_WAITING,
+        &[
+            ("n", &children.len().to_string()),
+            ("step", &format!("{step:?}")),
+        ],
+    );
     let now = now_ms();
     let mut inv = scripts::SPLIT.prepare_invoke();
     inv.arg(lease.jid.as_str())

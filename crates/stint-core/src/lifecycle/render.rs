@@ -192,7 +192,9 @@ pub fn lua_code(end: StintEnd) -> &'static str {
 ///   job recovered for the `n`th time in a row;
 /// - `RECOVERED_LABEL` and `recovered_stint(process)`: how the ended stint
 ///   is recorded;
-/// - `FINAL_STATE[state]`: true for the states no job leaves on its own.
+/// - `FINAL_STATE[state]`: true for the states no job leaves on its own;
+/// - `CHILDREN_FINISHED`: the reason of a split parent whose last child
+///   finished.
 pub fn lua_rules() -> String {
     let mut lua = String::from("-- Generated from stint_core::lifecycle: do not edit.\n");
     lua += "local AFTER_STINT = {\n";
@@ -247,6 +249,10 @@ pub fn lua_rules() -> String {
         .map(|s| format!("{} = true", s.as_str()))
         .collect();
     lua += &format!("local FINAL_STATE = {{{}}}\n", finals.join(", "));
+    lua += &format!(
+        "local CHILDREN_FINISHED = {}\n",
+        lua_str(super::CHILDREN_FINISHED)
+    );
     lua
 }
 

@@ -1,6 +1,8 @@
--- Shared by every stint script (prepended by scripts.rs). Times are the
--- Redis server's clock, in epoch milliseconds: leases never depend on the
--- clocks of worker machines.
+-- Shared by every stint script (prepended by scripts.rs, after the rules
+-- generated from stint_core::lifecycle: AFTER_STINT, recovery_verdict,
+-- RECOVERED_LABEL, recovered_stint, FINAL_STATE, CHILDREN_FINISHED).
+-- Times are the Redis server's clock, in epoch milliseconds: leases never
+-- depend on the clocks of worker machines.
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -135,7 +137,7 @@ local function child_finished(key, parent, now)
     redis.call('RPUSH', 'queue:' .. h[1], h[2])
     redis.call('SADD', 'queues', h[1])
     redis.call('SREM', 'stint:waiting', parent)
-    redis.call('HSET', pkey, 'state', 'enqueued', 'enq', now, 'reason', 'its children finished')
+    redis.call('HSET', pkey, 'state', 'enqueued', 'enq', now, 'reason', CHILDREN_FINISHED)
   end
 end
 
