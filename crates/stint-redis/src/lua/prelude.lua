@@ -76,7 +76,7 @@ end
 -- The record of a job that succeeded in its first stint, kept in one
 -- string key stint:ok:JID (written for a whole batch in one MSET; deleted
 -- when trimmed from stint:succeeded), built by the store (ok_record in
--- transitions.rs): "stint NL started ms NL finished ms NL process NL queue
+-- completion.rs): "stint NL started ms NL finished ms NL process NL queue
 -- NL checkpoint NL result NL payload".
 local function ok_unpack(v)
   return string.match(v, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n(.*)$')
