@@ -6,6 +6,12 @@
 //! same file ([`CtxExt::checkpoint_tx`]), so each item's effect happens
 //! exactly once across interruptions and crashes.
 
+// Modules by role, each importing only those below it:
+//   transitions (push, stint ends, split) → commands (operator commands) → queue
+//   maintenance (due jobs, recovery) → queue, metrics
+//   admin (reads, queue commands) → processes, rows
+//   tx (a job's own transaction) → leases (fetch, checkpoint) → rows
+//   every module → db (errors, cached statements, JSON columns)
 mod admin;
 mod commands;
 mod db;
