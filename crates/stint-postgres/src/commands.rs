@@ -4,7 +4,7 @@
 //! and a decided move always applies) and writes the move core decided.
 
 use deadpool_postgres::{Client, Transaction};
-use stint_core::lifecycle::{self, CommandSite, JobCommand, JobView, Move, QueueEnd};
+use stint_core::lifecycle::{self, render, CommandSite, JobCommand, JobView, Move, QueueEnd};
 use stint_core::model::{Control, Jid, JobState};
 use stint_core::store::CommandEffect;
 use stint_core::{StoreError, StoreResult};
@@ -75,18 +75,12 @@ impl CommandSite for TxSite<'_, '_> {
         let tx = self.0;
         let jid_str = jid.as_str();
         match to {
-            Move::Pause => {
-                set_state(tx, jid, JobState::Paused, lifecycle::PAUSED_BY_OPERATOR).await?;
-            }
-            Move::Cancel => {
-                set_state(
-                    tx,
-                    jid,
-                    JobState::Cancelled,
-                    lifecycle::CANCELLED_BY_OPERATOR,
-                )
-                .await?;
-                wake_parent_of(tx, jid).await?;
+            Move::Pause | Move::Cancel => {
+                let (state, reason) = render::stopped(to).expect("a move that stops the job");
+                set_state(tx, jid, state, reason).await?;
+                if state.is_final() {
+                    wake_parent_of(tx, jid).await?;
+                }
             }
             Move::Enqueue { at, reset_attempts } => {
                 let at_head = at == QueueEnd::Head;

@@ -7,6 +7,7 @@
 
 use crate::model::{Control, JobState};
 
+use super::command::Move;
 use super::ending::{after_stint, StintEnd};
 use super::recovery::{self, recover};
 
@@ -57,6 +58,17 @@ fn template(text: &str, values: &[(&str, &str)], quote: fn(&str) -> String, op: 
         parts.push(quote(rest));
     }
     parts.join(&format!(" {op} "))
+}
+
+/// The state and the reason a store writes for a move that stops a job
+/// where it is ([`Move::Pause`]: `paused`; [`Move::Cancel`]: `cancelled`),
+/// as the parameters of its update; `None` for the other moves.
+pub fn stopped(to: Move) -> Option<(JobState, &'static str)> {
+    match to {
+        Move::Pause => Some((JobState::Paused, super::PAUSED_BY_OPERATOR)),
+        Move::Cancel => Some((JobState::Cancelled, super::CANCELLED_BY_OPERATOR)),
+        _ => None,
+    }
 }
 
 /// The states no job leaves on its own, as an SQL list:
