@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use stint_core::store::Store;
 use stint_core::testing::{job_in, LONG_TTL};
-use stint_core::{JobState, ProcessInfo};
+use stint_core::{JobState, ProcessInfo, StoreError};
 use stint_testkit::postgres::PgServer;
 
 use crate::{leases, migrate, PgStore};
@@ -58,4 +58,26 @@ async fn jobs_of_a_fetch_whose_reply_was_lost_are_handed_out_again() {
     let third = store.fetch(&p.id, &queues, 1).await.unwrap();
     assert_eq!(third[0].job.jid, jobs[2].jid);
     assert!(store.fetch(&p.id, &queues, 1).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_push_reusing_a_jid_is_a_duplicate_and_stores_nothing() {
+    let url = server().fresh_database().unwrap();
+    let store = PgStore::open(&format!("{url}?idle_wait_ms=0")).unwrap();
+    migrate(&store).await.unwrap();
+    let first = job_in("default", 0);
+    store.push(vec![first.clone()]).await.unwrap();
+    let fresh = job_in("default", 1);
+    let err = store
+        .push(vec![fresh.clone(), first.clone()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Duplicate(jid) if *jid == first.jid),
+        "{err:?}"
+    );
+    assert!(
+        store.job(&fresh.jid).await.unwrap().is_none(),
+        "nothing stored"
+    );
 }
