@@ -219,6 +219,7 @@ macro_rules! conformance_tests {
             end_cancelled,
             end_cancelled_pause_pending,
             end_cancelled_cancel_pending,
+            every_command_of_an_unknown_job,
             cancel_of_last_child_enqueued,
             cancel_of_last_child_paused,
             end_lease_lost,

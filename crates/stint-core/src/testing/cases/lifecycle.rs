@@ -1079,8 +1079,23 @@ pub async fn cancel_of_last_child_paused(store: Arc<dyn Store>) {
     last_child_case(store, JobState::Paused).await
 }
 
+/// Every command of a job the store does not know is `NotFound`, and
+/// creates nothing.
+pub async fn every_command_of_an_unknown_job(store: Arc<dyn Store>) {
+    let nobody = Jid::new();
+    for cmd in JobCommand::ALL {
+        match store.command(&nobody, cmd).await {
+            Err(StoreError::NotFound(j)) => assert_eq!(j, nobody, "{cmd}: NotFound names the job"),
+            other => panic!("{cmd} of an unknown job should be Err(NotFound), got {other:?}"),
+        }
+    }
+    let job = store.job(&nobody).await.expect("job");
+    assert!(job.is_none(), "no job is created: {job:?}");
+}
+
 /// The other cases of this module, by name.
 pub const OTHER_CASES: &[&str] = &[
+    "every_command_of_an_unknown_job",
     "cancel_of_last_child_enqueued",
     "cancel_of_last_child_paused",
     "end_lease_lost",
