@@ -69,6 +69,9 @@ pub use stint_redis as redis;
 #[doc(inline)]
 pub use stint_postgres as postgres;
 
+#[cfg(feature = "otel")]
+pub mod otel;
+
 /// Opens the store a URL names: `sqlite://PATH` (feature `sqlite`),
 /// `redis://HOST[:PORT][/DB]` (feature `redis`), `postgres://…` or `postgresql://…` (feature `postgres`).
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {

@@ -15,7 +15,27 @@ use super::Shared;
 
 /// Runs the stint and returns the completion to record. Never panics: a
 /// panicking job is a failed stint.
+///
+/// The stint runs in a `stint` span (jid, kind, queue, attempt, stint
+/// number): the runtime's events and the job's own carry them, and a
+/// tracing-opentelemetry layer exports one span per stint.
 pub(crate) async fn run_stint(
+    shared: Arc<Shared>,
+    leased: Leased,
+    signal: Arc<StopSignal>,
+) -> Option<Completion> {
+    let span = tracing::info_span!(
+        "stint",
+        jid = %leased.job.jid,
+        kind = %leased.job.kind,
+        queue = %leased.job.queue,
+        attempt = leased.job.attempts + 1,
+        stint = leased.lease.stint,
+    );
+    tracing::Instrument::instrument(run_stint_in_span(shared, leased, signal), span).await
+}
+
+async fn run_stint_in_span(
     shared: Arc<Shared>,
     leased: Leased,
     signal: Arc<StopSignal>,
