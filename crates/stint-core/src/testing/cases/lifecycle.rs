@@ -97,13 +97,27 @@ impl Setup {
 impl fmt::Display for Setup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Setup::Running(None) => f.write_str("running job (nothing pending)"),
-            Setup::Running(Some(c)) => write!(f, "running job with a pending {}", c.as_str()),
-            Setup::Waiting => f.write_str("waiting split parent"),
-            Setup::NestedWaiting => f.write_str("waiting split parent whose first child split too"),
-            Setup::Child(state) => write!(f, "{state} child of a waiting split parent"),
-            other => write!(f, "{} job", other.state()),
+            Setup::Running(None) => f.write_str("a running job (nothing pending)"),
+            Setup::Running(Some(c)) => write!(f, "a running job with a pending {}", c.as_str()),
+            Setup::Waiting => f.write_str("a waiting split parent"),
+            Setup::NestedWaiting => {
+                f.write_str("a waiting split parent whose first child split too")
+            }
+            Setup::Child(state) => write!(
+                f,
+                "{} {state} child of a waiting split parent",
+                article(*state)
+            ),
+            other => write!(f, "{} {} job", article(other.state()), other.state()),
         }
+    }
+}
+
+fn article(state: JobState) -> &'static str {
+    if state.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
     }
 }
 
@@ -204,7 +218,7 @@ async fn place(store: &Arc<dyn Store>, setup: Setup) -> Placed {
                 .await
                 .expect("checkpoint");
             if let Some(c) = control {
-                request(store, &jid, c, &format!("setting up a {setup}")).await;
+                request(store, &jid, c, &format!("setting up {setup}")).await;
             }
             top(jid)
         }
@@ -216,7 +230,7 @@ async fn place(store: &Arc<dyn Store>, setup: Setup) -> Placed {
             assert_eq!(
                 grandkids.len(),
                 2,
-                "setting up a {setup}: fetch two grandchildren"
+                "setting up {setup}: fetch two grandchildren"
             );
             store
                 .checkpoint(&grandkids[0].lease, &checkpoint(1, 1))
@@ -229,7 +243,7 @@ async fn place(store: &Arc<dyn Store>, setup: Setup) -> Placed {
         Setup::Waiting => {
             let jid = split_parent(store, &p, 4).await;
             let kids = fetch(store, &p, KIDS, 3).await;
-            assert_eq!(kids.len(), 3, "setting up a {setup}: fetch three children");
+            assert_eq!(kids.len(), 3, "setting up {setup}: fetch three children");
             let done = Outcome::Succeeded { result: None };
             complete_ok(store, &kids[0].lease, None, done).await;
             let cp = Some(checkpoint(1, 1));
@@ -255,7 +269,7 @@ async fn place(store: &Arc<dyn Store>, setup: Setup) -> Placed {
             fetch_one(store, &gone, QUEUE).await;
             store.expire_process(&gone).await.expect("expire_process");
             let recovered = store.recover_orphans(3).await.expect("recover_orphans");
-            assert_eq!(recovered.len(), 1, "setting up a {setup}: one recovery");
+            assert_eq!(recovered.len(), 1, "setting up {setup}: one recovery");
             top(run_and_end(store, &p, QUEUE, outcome_of(StintEnd::Dead)).await)
         }
         Setup::Cancelled => {
@@ -265,7 +279,7 @@ async fn place(store: &Arc<dyn Store>, setup: Setup) -> Placed {
         Setup::Child(state) => {
             let parent = split_parent(store, &p, 2).await;
             let children = store.children(&parent).await.expect("children");
-            assert_eq!(children.len(), 2, "setting up a {setup}: two children");
+            assert_eq!(children.len(), 2, "setting up {setup}: two children");
             let jid = children[0].job.jid.clone();
             let end = match state {
                 JobState::Enqueued => None,
@@ -279,7 +293,7 @@ async fn place(store: &Arc<dyn Store>, setup: Setup) -> Placed {
                 let leased = fetch_one(store, &p, KIDS).await;
                 assert_eq!(
                     leased.job.jid, jid,
-                    "setting up a {setup}: the first child is fetched first"
+                    "setting up {setup}: the first child is fetched first"
                 );
                 store
                     .checkpoint(&leased.lease, &checkpoint(2, 2))
@@ -300,7 +314,7 @@ async fn place(store: &Arc<dyn Store>, setup: Setup) -> Placed {
     assert_eq!(
         (job.state, job.control),
         (setup.state(), setup.control()),
-        "setting up a {setup}: the job's state and pending control"
+        "setting up {setup}: the job's state and pending control"
     );
     placed
 }
@@ -505,7 +519,7 @@ async fn assert_queue_place(store: &Arc<dyn Store>, placed: &Placed, to: Move, w
 /// One operator command on a job set up as `setup`: the store's answer
 /// and the job afterwards must be what [`decide`] says.
 pub async fn command_case(store: Arc<dyn Store>, cmd: JobCommand, setup: Setup) {
-    let what = format!("{cmd} of a {setup}");
+    let what = format!("{cmd} of {setup}");
     let placed = place(&store, setup).await;
     let jid = &placed.jid;
     let before = record(&store, jid).await;
@@ -666,22 +680,110 @@ pub async fn last_child_case(store: Arc<dyn Store>, state: JobState) {
     );
 }
 
+/// The job a stint-end or recovery case runs: a plain job, or the last
+/// unfinished child of a waiting split parent (its sibling succeeded).
+struct Subject {
+    jid: Jid,
+    queue: &'static str,
+    parent: Option<Jid>,
+}
+
+impl Subject {
+    /// Pushes the job, enqueued in its queue.
+    async fn push(store: &Arc<dyn Store>, last_child: bool) -> Subject {
+        if !last_child {
+            let jid = push_one(store, job_in(QUEUE, 1)).await;
+            return Subject {
+                jid,
+                queue: QUEUE,
+                parent: None,
+            };
+        }
+        let p = register_for(store, &[QUEUE, KIDS], LONG_TTL).await;
+        let parent = split_parent(store, &p, 2).await;
+        let first = fetch_one(store, &p, KIDS).await;
+        complete_ok(store, &first.lease, None, outcome_of(StintEnd::Succeeded)).await;
+        let open = open_children(store, &parent).await;
+        assert_eq!(open.len(), 1, "setting up the last unfinished child");
+        Subject {
+            jid: open[0].jid.clone(),
+            queue: KIDS,
+            parent: Some(parent),
+        }
+    }
+
+    /// "a stint" or "the last child's stint", for messages.
+    fn name(&self, what: &str) -> String {
+        match self.parent {
+            None => format!("a {what}"),
+            Some(_) => format!("the last unfinished child's {what}"),
+        }
+    }
+
+    /// A job waiting in the parent's queue from before the end, so that a
+    /// woken parent is seen at the head.
+    async fn mark(&self, store: &Arc<dyn Store>) {
+        if self.parent.is_some() {
+            push_one(store, job_in(QUEUE, 99)).await;
+            sleep_ms(3).await;
+        }
+    }
+
+    /// Checks the parent: woken at the head of its queue when the child
+    /// ended in a final state (a split child that is final has finished),
+    /// else still waiting.
+    async fn assert_parent(&self, store: &Arc<dyn Store>, child: JobState, what: &str) {
+        let Some(parent) = &self.parent else {
+            return;
+        };
+        let want = if child.is_final() {
+            JobState::Enqueued
+        } else {
+            JobState::Waiting
+        };
+        let got = record(store, parent).await.state;
+        assert_eq!(
+            got,
+            want,
+            "{what}: the parent, its last child now {child} (final: {})",
+            child.is_final()
+        );
+        if want == JobState::Enqueued {
+            let reader = register_for(store, &[QUEUE], LONG_TTL).await;
+            let got = jids(&fetch(store, &reader, QUEUE, 10).await);
+            assert_eq!(
+                got.first(),
+                Some(parent),
+                "{what}: the woken parent is at the head of its queue; fetched {got:?}"
+            );
+        }
+    }
+}
+
 /// A stint that ends as `end` while `pending` was asked of it: the job
 /// goes where [`after_stint`] says, its control cleared, attempts + 1 only
 /// for a failure, and its history records the end's label.
-pub async fn end_case(store: Arc<dyn Store>, end: StintEnd, pending: Option<Control>) {
+pub async fn end_case(
+    store: Arc<dyn Store>,
+    end: StintEnd,
+    pending: Option<Control>,
+    last_child: bool,
+) {
+    let subject = Subject::push(&store, last_child).await;
+    let stint = subject.name("stint");
     let what = match pending {
-        None => format!("a stint ending as {} (nothing pending)", end.label()),
+        None => format!("{stint} ending as {} (nothing pending)", end.label()),
         Some(c) => format!(
-            "a stint ending as {} with a pending {}",
+            "{stint} ending as {} with a pending {}",
             end.label(),
             c.as_str()
         ),
     };
     let want = after_stint(end, pending).expect("a recorded end writes a state");
-    let p = register_for(&store, &[QUEUE], LONG_TTL).await;
-    let jid = push_one(&store, job_in(QUEUE, 1)).await;
-    let leased = fetch_one(&store, &p, QUEUE).await;
+    let p = register_for(&store, &[subject.queue], LONG_TTL).await;
+    let jid = subject.jid.clone();
+    let leased = fetch_one(&store, &p, subject.queue).await;
+    assert_eq!(leased.job.jid, jid, "{what}: the job is fetched");
     store
         .checkpoint(&leased.lease, &checkpoint(2, 2))
         .await
@@ -691,6 +793,7 @@ pub async fn end_case(store: Arc<dyn Store>, end: StintEnd, pending: Option<Cont
     }
     let before = record(&store, &jid).await;
     assert_eq!(before.control, pending, "{what}: the pending control");
+    subject.mark(&store).await;
 
     complete_ok(
         &store,
@@ -723,7 +826,8 @@ pub async fn end_case(store: Arc<dyn Store>, end: StintEnd, pending: Option<Cont
         controls.is_empty(),
         "{what}: controls({p}) after the stint: {controls:?}"
     );
-    let got = jids(&fetch(&store, &p, QUEUE, 10).await);
+    subject.assert_parent(&store, want, &what).await;
+    let got = jids(&fetch(&store, &p, subject.queue, 10).await);
     assert_eq!(
         got.contains(&jid),
         want == JobState::Enqueued,
@@ -794,19 +898,26 @@ pub async fn stale_completion_case(store: Arc<dyn Store>, pending: Option<Contro
 /// and dies; `recover_orphans(max)` must do what [`recover`] says (state,
 /// recoveries, reason), and record the stint as recovered. Rounds stop
 /// when the job leaves its queue.
-pub async fn recovery_case(store: Arc<dyn Store>, max: u32, rounds: &[Option<Control>]) {
-    let jid = push_one(&store, job_in(QUEUE, 1)).await;
+pub async fn recovery_case(
+    store: Arc<dyn Store>,
+    max: u32,
+    rounds: &[Option<Control>],
+    last_child: bool,
+) {
+    let subject = Subject::push(&store, last_child).await;
+    let jid = subject.jid.clone();
+    let recovery = subject.name("recovery");
     for (i, pending) in rounds.iter().copied().enumerate() {
         let what = format!(
-            "recovery {} (limit {max}) with {}",
+            "{recovery} {} (limit {max}) with {}",
             i + 1,
             pending.map_or("nothing pending".to_owned(), |c| format!(
                 "a pending {}",
                 c.as_str()
             ))
         );
-        let p = register_for(&store, &[QUEUE], LONG_TTL).await;
-        let leased = fetch_one(&store, &p, QUEUE).await;
+        let p = register_for(&store, &[subject.queue], LONG_TTL).await;
+        let leased = fetch_one(&store, &p, subject.queue).await;
         assert_eq!(leased.job.jid, jid, "{what}: the job is fetched");
         store
             .checkpoint(&leased.lease, &checkpoint(3, 3))
@@ -817,6 +928,7 @@ pub async fn recovery_case(store: Arc<dyn Store>, max: u32, rounds: &[Option<Con
         }
         let before = record(&store, &jid).await;
         let verdict = recover(before.recoveries, pending, max, &p);
+        subject.mark(&store).await;
 
         store.expire_process(&p).await.expect("expire_process");
         let recovered = store.recover_orphans(max).await.expect("recover_orphans");
@@ -862,9 +974,10 @@ pub async fn recovery_case(store: Arc<dyn Store>, max: u32, rounds: &[Option<Con
             "{what}: the stint history's (outcome, reason); history {:?}",
             d.history
         );
+        subject.assert_parent(&store, verdict.state, &what).await;
         if verdict.state != JobState::Enqueued {
             assert_eq!(i + 1, rounds.len(), "{what}: the job left its queue early");
-            let got = jids(&fetch(&store, &p, QUEUE, 10).await);
+            let got = jids(&fetch(&store, &p, subject.queue, 10).await);
             assert!(!got.contains(&jid), "{what}: not fetchable; got {got:?}");
         }
     }
@@ -887,14 +1000,15 @@ macro_rules! command_cases {
 }
 
 macro_rules! end_cases {
-    ($($name:ident: $end:ident, $pending:expr;)*) => {
+    ($($name:ident: $end:ident, $pending:expr, $last_child:expr;)*) => {
         $(
             #[doc = concat!(
                 "A stint ending as `", stringify!($end), "` with `", stringify!($pending),
-                "` pending, as `lifecycle::after_stint` rules."
+                "` pending (the last child of a split: ", stringify!($last_child),
+                "), as `lifecycle::after_stint` rules."
             )]
             pub async fn $name(store: Arc<dyn Store>) {
-                end_case(store, StintEnd::$end, $pending).await
+                end_case(store, StintEnd::$end, $pending, $last_child).await
             }
         )*
         /// The stint end × pending control cases, by name.
@@ -997,24 +1111,43 @@ command_cases! {
 }
 
 end_cases! {
-    end_succeeded: Succeeded, None;
-    end_succeeded_pause_pending: Succeeded, Some(Control::Pause);
-    end_succeeded_cancel_pending: Succeeded, Some(Control::Cancel);
-    end_failed: Failed, None;
-    end_failed_pause_pending: Failed, Some(Control::Pause);
-    end_failed_cancel_pending: Failed, Some(Control::Cancel);
-    end_dead: Dead, None;
-    end_dead_pause_pending: Dead, Some(Control::Pause);
-    end_dead_cancel_pending: Dead, Some(Control::Cancel);
-    end_interrupted: Interrupted, None;
-    end_interrupted_pause_pending: Interrupted, Some(Control::Pause);
-    end_interrupted_cancel_pending: Interrupted, Some(Control::Cancel);
-    end_paused: Paused, None;
-    end_paused_pause_pending: Paused, Some(Control::Pause);
-    end_paused_cancel_pending: Paused, Some(Control::Cancel);
-    end_cancelled: Cancelled, None;
-    end_cancelled_pause_pending: Cancelled, Some(Control::Pause);
-    end_cancelled_cancel_pending: Cancelled, Some(Control::Cancel);
+    end_succeeded: Succeeded, None, false;
+    end_succeeded_pause_pending: Succeeded, Some(Control::Pause), false;
+    end_succeeded_cancel_pending: Succeeded, Some(Control::Cancel), false;
+    end_failed: Failed, None, false;
+    end_failed_pause_pending: Failed, Some(Control::Pause), false;
+    end_failed_cancel_pending: Failed, Some(Control::Cancel), false;
+    end_dead: Dead, None, false;
+    end_dead_pause_pending: Dead, Some(Control::Pause), false;
+    end_dead_cancel_pending: Dead, Some(Control::Cancel), false;
+    end_interrupted: Interrupted, None, false;
+    end_interrupted_pause_pending: Interrupted, Some(Control::Pause), false;
+    end_interrupted_cancel_pending: Interrupted, Some(Control::Cancel), false;
+    end_paused: Paused, None, false;
+    end_paused_pause_pending: Paused, Some(Control::Pause), false;
+    end_paused_cancel_pending: Paused, Some(Control::Cancel), false;
+    end_cancelled: Cancelled, None, false;
+    end_cancelled_pause_pending: Cancelled, Some(Control::Pause), false;
+    end_cancelled_cancel_pending: Cancelled, Some(Control::Cancel), false;
+
+    child_end_succeeded: Succeeded, None, true;
+    child_end_succeeded_pause_pending: Succeeded, Some(Control::Pause), true;
+    child_end_succeeded_cancel_pending: Succeeded, Some(Control::Cancel), true;
+    child_end_failed: Failed, None, true;
+    child_end_failed_pause_pending: Failed, Some(Control::Pause), true;
+    child_end_failed_cancel_pending: Failed, Some(Control::Cancel), true;
+    child_end_dead: Dead, None, true;
+    child_end_dead_pause_pending: Dead, Some(Control::Pause), true;
+    child_end_dead_cancel_pending: Dead, Some(Control::Cancel), true;
+    child_end_interrupted: Interrupted, None, true;
+    child_end_interrupted_pause_pending: Interrupted, Some(Control::Pause), true;
+    child_end_interrupted_cancel_pending: Interrupted, Some(Control::Cancel), true;
+    child_end_paused: Paused, None, true;
+    child_end_paused_pause_pending: Paused, Some(Control::Pause), true;
+    child_end_paused_cancel_pending: Paused, Some(Control::Cancel), true;
+    child_end_cancelled: Cancelled, None, true;
+    child_end_cancelled_pause_pending: Cancelled, Some(Control::Pause), true;
+    child_end_cancelled_cancel_pending: Cancelled, Some(Control::Cancel), true;
 }
 
 /// A stale lease's completion, nothing pending on the current stint.
@@ -1034,39 +1167,63 @@ pub async fn end_lease_lost_cancel_pending(store: Arc<dyn Store>) {
 
 /// A recovery with nothing pending: back to the queue.
 pub async fn recover_nothing_pending(store: Arc<dyn Store>) {
-    recovery_case(store, 3, &[None]).await
+    recovery_case(store, 3, &[None], false).await
 }
 
 /// A recovery with a pause pending: paused.
 pub async fn recover_pause_pending(store: Arc<dyn Store>) {
-    recovery_case(store, 3, &[Some(Control::Pause)]).await
+    recovery_case(store, 3, &[Some(Control::Pause)], false).await
 }
 
 /// A recovery with a cancel pending: cancelled.
 pub async fn recover_cancel_pending(store: Arc<dyn Store>) {
-    recovery_case(store, 3, &[Some(Control::Cancel)]).await
+    recovery_case(store, 3, &[Some(Control::Cancel)], false).await
 }
 
 /// Recoveries up to the limit (2) go back to the queue; the one past it is
 /// a poison pill.
 pub async fn recover_past_the_limit(store: Arc<dyn Store>) {
-    recovery_case(store, 2, &[None, None, None]).await
+    recovery_case(store, 2, &[None, None, None], false).await
 }
 
 /// The recovery past the limit with a pause pending is paused, not dead.
 pub async fn recover_past_the_limit_pause_pending(store: Arc<dyn Store>) {
-    recovery_case(store, 2, &[None, None, Some(Control::Pause)]).await
+    recovery_case(store, 2, &[None, None, Some(Control::Pause)], false).await
 }
 
 /// The recovery past the limit with a cancel pending is cancelled, not
 /// dead.
 pub async fn recover_past_the_limit_cancel_pending(store: Arc<dyn Store>) {
-    recovery_case(store, 2, &[None, None, Some(Control::Cancel)]).await
+    recovery_case(store, 2, &[None, None, Some(Control::Cancel)], false).await
 }
 
 /// With no recoveries allowed, the first one is a poison pill.
 pub async fn recover_none_allowed(store: Arc<dyn Store>) {
-    recovery_case(store, 0, &[None]).await
+    recovery_case(store, 0, &[None], false).await
+}
+
+/// The last unfinished child's recovery with nothing pending: back to its
+/// queue; the parent keeps waiting.
+pub async fn child_recover_nothing_pending(store: Arc<dyn Store>) {
+    recovery_case(store, 3, &[None], true).await
+}
+
+/// The last unfinished child's recovery with a pause pending: paused; the
+/// parent keeps waiting.
+pub async fn child_recover_pause_pending(store: Arc<dyn Store>) {
+    recovery_case(store, 3, &[Some(Control::Pause)], true).await
+}
+
+/// The last unfinished child's recovery with a cancel pending: cancelled,
+/// and the parent wakes.
+pub async fn child_recover_cancel_pending(store: Arc<dyn Store>) {
+    recovery_case(store, 3, &[Some(Control::Cancel)], true).await
+}
+
+/// The last unfinished child's recovery as a poison pill: dead, and the
+/// parent wakes.
+pub async fn child_recover_none_allowed(store: Arc<dyn Store>) {
+    recovery_case(store, 0, &[None], true).await
 }
 
 /// A cancel of the last unfinished child, enqueued, wakes its parent.
@@ -1108,6 +1265,10 @@ pub const OTHER_CASES: &[&str] = &[
     "recover_past_the_limit_pause_pending",
     "recover_past_the_limit_cancel_pending",
     "recover_none_allowed",
+    "child_recover_nothing_pending",
+    "child_recover_pause_pending",
+    "child_recover_cancel_pending",
+    "child_recover_none_allowed",
 ];
 
 #[cfg(test)]
@@ -1132,6 +1293,6 @@ mod tests {
     fn the_cases_cover_every_pair() {
         let setups = 12 + 5;
         assert_eq!(COMMAND_CASES.len(), JobCommand::ALL.len() * setups);
-        assert_eq!(END_CASES.len(), RECORDED.len() * 3);
+        assert_eq!(END_CASES.len(), RECORDED.len() * 3 * 2);
     }
 }
