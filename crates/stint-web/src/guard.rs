@@ -285,6 +285,30 @@ pub async fn headers(req: Request, next: Next) -> Response {
     res
 }
 
-pub async fn not_found() -> Response {
+/// Nothing at this path: a page saying so, with the dashboard's links, to
+/// a browser (`Accept: text/html`); JSON to anything else, and always under
+/// `/api` and `/metrics`.
+pub async fn not_found(
+    State(st): State<AppState>,
+    Base(base): Base,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    // The path within the dashboard (its mount point stripped).
+    let path = uri.path();
+    let api = ["/api", "/metrics"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if browser && !api {
+        let ctx = crate::pages::Ctx::new(&st, base, None);
+        return crate::pages::error_page(
+            &ctx,
+            crate::api::ApiError(StatusCode::NOT_FOUND, "No such page.".into()),
+        );
+    }
     refuse(StatusCode::NOT_FOUND, "no such page")
 }
