@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use stint::model::{Checkpoint, JobRecord};
+use stint::model::{Checkpoint, JobRecord, JobState};
 
 pub use stint::display::{age, clean, duration, duration_ms, redact_url, utc};
 
@@ -28,13 +28,14 @@ pub fn rate(rate: Option<f64>) -> String {
     rate.map(stint::display::rate).unwrap_or_else(|| "-".into())
 }
 
-/// A job's estimated time left (`Checkpoint::eta`); none once the job has
-/// ended.
+/// A job's estimated time left (`Checkpoint::eta`), while it runs: a
+/// paused, waiting or finished job has none (its last rate says nothing of
+/// when it will end).
 pub fn job_eta(job: &JobRecord) -> Option<Duration> {
-    if job.state.is_final() {
-        None
-    } else {
+    if job.state == JobState::Running {
         job.checkpoint.eta()
+    } else {
+        None
     }
 }
 

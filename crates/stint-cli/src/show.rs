@@ -141,6 +141,13 @@ pub fn render(d: &JobDetail, children: &[stint::ChildRecord]) -> String {
             let ended = s.ended_at_ms.map(fmt::utc).unwrap_or_else(|| "-".into());
             let took = s.ended_at_ms.unwrap_or_else(stint::model::now_ms) - s.started_at_ms;
             let outcome = s.outcome.clone().unwrap_or_else(|| "running".into());
+            // The stint still running has no end count yet: its live one is
+            // the checkpoint's.
+            let live = s.ended_at_ms.is_none()
+                && s.outcome.is_none()
+                && j.state == JobState::Running
+                && s.number == j.stints;
+            let done = if live { cp.done } else { s.done };
             t.row(vec![
                 s.number.to_string(),
                 s.process.clone(),
@@ -148,7 +155,7 @@ pub fn render(d: &JobDetail, children: &[stint::ChildRecord]) -> String {
                 ended,
                 fmt::duration_ms(took),
                 outcome,
-                s.done.to_string(),
+                done.to_string(),
                 fmt::or_dash(s.reason.as_deref()),
             ]);
         }
