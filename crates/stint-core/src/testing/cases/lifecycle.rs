@@ -1,8 +1,11 @@
 //! The lifecycle rules of [`crate::lifecycle`], pair by pair: every
-//! operator command on a job in every state (and with every pending
-//! control, and as an awaited child of a split parent), every recorded
-//! stint end with every pending control, a stale lease's completion, and
-//! recovery with every pending control and at the poison-pill limit.
+//! operator command on a job in every state (a running one with each
+//! pending control; a waiting split parent, also one whose child split
+//! too; a child its waiting parent awaits), every recorded stint end with
+//! every pending control, a stale lease's completion, and recovery with
+//! every pending control and at the poison-pill limit. The stint ends and
+//! recoveries are also run on the last unfinished child of a split, whose
+//! parent must wake exactly when the child's new state is final.
 //!
 //! Each case puts a fresh job where it needs it through the Store API only,
 //! asks core's pure functions ([`decide`], [`after_stint`], [`recover`])
