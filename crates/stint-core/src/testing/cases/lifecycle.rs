@@ -21,9 +21,9 @@ use serde_json::json;
 
 use crate::error::{StoreError, StoreResult};
 use crate::lifecycle::recovery::{fill, STINT_ENDED, STINT_LABEL};
+use crate::lifecycle::render::stopped;
 use crate::lifecycle::{
     after_stint, decide, recover, Decision, JobCommand, JobView, Move, QueueEnd, StintEnd,
-    CANCELLED_BY_OPERATOR, PAUSED_BY_OPERATOR,
 };
 use crate::model::{now_ms, Control, Jid, JobRecord, JobState};
 use crate::store::{CommandEffect, Leased, Outcome, Store};
@@ -434,11 +434,7 @@ async fn assert_moved(store: &Arc<dyn Store>, before: &JobRecord, to: Move, what
     );
     match to {
         Move::Pause | Move::Cancel => {
-            let (state, reason) = if to == Move::Pause {
-                (JobState::Paused, PAUSED_BY_OPERATOR)
-            } else {
-                (JobState::Cancelled, CANCELLED_BY_OPERATOR)
-            };
+            let (state, reason) = stopped(to).expect("core: a pause or cancel stops the job");
             assert_eq!(after.state, state, "{what}: the job's state afterwards");
             assert_eq!(
                 after.reason.as_deref(),
