@@ -1,5 +1,5 @@
-//! The worker runtime in this process against a real SQLite store: steps,
-//! the maximum stint time, retries and dead jobs, panics, queue order and
+//! The worker runtime in this process against each real store: steps, the
+//! maximum stint time, retries and dead jobs, panics, queue order and
 //! scheduled jobs.
 
 use std::collections::HashMap;
@@ -7,16 +7,28 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use stint::sqlite::SqliteStore;
 use stint::{
     Backoff, Client, Ctx, Jid, Job, JobDetail, JobError, JobState, Push, RunSummary, Store,
     StoreError, Worker, WorkerBuilder, WorkerHandle,
 };
-use stint_e2e::harness::wait_for;
+use stint_e2e::harness::{wait_for, TestStore};
+use stint_e2e::per_store;
 use tokio::task::JoinHandle;
 
+per_store! {
+    the_saved_count_matches_the_saved_cursor,
+    a_completed_step_is_skipped_by_the_next_stint_and_each_step_runs_once,
+    a_job_past_its_max_stint_time_requeues_itself_and_finishes_over_several_stints,
+    a_job_that_fails_twice_is_retried_with_backoff_and_succeeds_keeping_its_errors,
+    a_job_that_always_fails_is_dead_after_its_max_attempts,
+    a_panicking_job_is_a_failed_attempt_and_the_worker_goes_on,
+    strict_queues_run_every_job_of_the_first_queue_before_any_of_the_next,
+    weighted_queues_serve_both_queues_neither_starves,
+    a_scheduled_job_waits_until_due_then_runs,
+}
+
 // ---------------------------------------------------------------------------
-// What the test jobs did, by key (one key per test: tests run at once).
+// What the test jobs did (one key per test and store: tests run at once).
 
 static EVENTS: LazyLock<Mutex<HashMap<String, Vec<String>>>> = LazyLock::new(Default::default);
 
@@ -200,10 +212,6 @@ impl Job for Record {
 // ---------------------------------------------------------------------------
 // Running a worker in this process.
 
-fn temp_store() -> Arc<dyn Store> {
-    Arc::new(SqliteStore::open_temp().expect("temp store"))
-}
-
 /// A worker with every test job, no signal handlers, and short intervals so
 /// that due jobs are promoted quickly.
 fn builder(store: &Arc<dyn Store>) -> WorkerBuilder {
@@ -278,9 +286,8 @@ fn quick_backoff() -> Backoff {
 /// the last recorded cursor are not saved with an older cursor (by a step,
 /// or at the end of an interrupted stint), so a resumed job's count stays
 /// true.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_saved_count_matches_the_saved_cursor() {
-    let store = temp_store();
+async fn the_saved_count_matches_the_saved_cursor(ts: TestStore) {
+    let store = ts.store.clone();
     let jid = Client::new(store.clone())
         .push(&CountThenStep { n: 10 })
         .await
@@ -319,10 +326,9 @@ async fn the_saved_count_matches_the_saved_cursor() {
     second.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_completed_step_is_skipped_by_the_next_stint_and_each_step_runs_once() {
-    let key = "steps";
-    let store = temp_store();
+async fn a_completed_step_is_skipped_by_the_next_stint_and_each_step_runs_once(ts: TestStore) {
+    let key = &format!("steps-{:?}", ts.backend);
+    let store = ts.store.clone();
     let jid = Client::new(store.clone())
         .push(&TwoSteps { key: key.into() })
         .await
@@ -361,10 +367,11 @@ async fn a_completed_step_is_skipped_by_the_next_stint_and_each_step_runs_once()
 // ---------------------------------------------------------------------------
 // Maximum stint time.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_past_its_max_stint_time_requeues_itself_and_finishes_over_several_stints() {
-    let key = "max-stint";
-    let store = temp_store();
+async fn a_job_past_its_max_stint_time_requeues_itself_and_finishes_over_several_stints(
+    ts: TestStore,
+) {
+    let key = &format!("max-stint-{:?}", ts.backend);
+    let store = ts.store.clone();
     let n = 300;
     // At least 1.5 s of work in stints of 300 ms.
     let jid = Client::new(store.clone())
@@ -417,10 +424,11 @@ async fn a_job_past_its_max_stint_time_requeues_itself_and_finishes_over_several
 // ---------------------------------------------------------------------------
 // Retries and dead jobs.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_that_fails_twice_is_retried_with_backoff_and_succeeds_keeping_its_errors() {
-    let key = "retries";
-    let store = temp_store();
+async fn a_job_that_fails_twice_is_retried_with_backoff_and_succeeds_keeping_its_errors(
+    ts: TestStore,
+) {
+    let key = &format!("retries-{:?}", ts.backend);
+    let store = ts.store.clone();
     let jid = Client::new(store.clone())
         .push_with(
             &Flaky {
@@ -453,10 +461,9 @@ async fn a_job_that_fails_twice_is_retried_with_backoff_and_succeeds_keeping_its
     assert!(d.history[2].started_at_ms >= d.errors[1].at_ms + 100);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_that_always_fails_is_dead_after_its_max_attempts() {
-    let key = "dead";
-    let store = temp_store();
+async fn a_job_that_always_fails_is_dead_after_its_max_attempts(ts: TestStore) {
+    let key = &format!("dead-{:?}", ts.backend);
+    let store = ts.store.clone();
     let jid = Client::new(store.clone())
         .push_with(
             &Flaky {
@@ -488,10 +495,9 @@ async fn a_job_that_always_fails_is_dead_after_its_max_attempts() {
 // ---------------------------------------------------------------------------
 // Panics.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_job_is_a_failed_attempt_and_the_worker_goes_on() {
-    let key = "panic";
-    let store = temp_store();
+async fn a_panicking_job_is_a_failed_attempt_and_the_worker_goes_on(ts: TestStore) {
+    let key = &format!("panic-{:?}", ts.backend);
+    let store = ts.store.clone();
     let client = Client::new(store.clone());
     let jid = client
         .push_with(
@@ -537,10 +543,9 @@ fn labelled(key: &str, prefix: &str, n: usize) -> Vec<Record> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn strict_queues_run_every_job_of_the_first_queue_before_any_of_the_next() {
-    let key = "strict";
-    let store = temp_store();
+async fn strict_queues_run_every_job_of_the_first_queue_before_any_of_the_next(ts: TestStore) {
+    let key = &format!("strict-{:?}", ts.backend);
+    let store = ts.store.clone();
     let client = Client::new(store.clone());
     // "low" is pushed first: strict order, not age, decides.
     client
@@ -566,10 +571,9 @@ async fn strict_queues_run_every_job_of_the_first_queue_before_any_of_the_next()
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weighted_queues_serve_both_queues_neither_starves() {
-    let key = "weighted";
-    let store = temp_store();
+async fn weighted_queues_serve_both_queues_neither_starves(ts: TestStore) {
+    let key = &format!("weighted-{:?}", ts.backend);
+    let store = ts.store.clone();
     let client = Client::new(store.clone());
     let per_queue = 40;
     client
@@ -609,10 +613,9 @@ async fn weighted_queues_serve_both_queues_neither_starves() {
 // ---------------------------------------------------------------------------
 // Scheduled jobs.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scheduled_job_waits_until_due_then_runs() {
-    let key = "scheduled";
-    let store = temp_store();
+async fn a_scheduled_job_waits_until_due_then_runs(ts: TestStore) {
+    let key = &format!("scheduled-{:?}", ts.backend);
+    let store = ts.store.clone();
     let w = start(builder(&store));
     let pushed_at = stint::model::now_ms();
     let jid = Client::new(store.clone())
