@@ -240,6 +240,7 @@ macro_rules! conformance_tests {
             every_command_of_an_unknown_job,
             cancel_of_last_child_enqueued,
             cancel_of_last_child_paused,
+            end_split,
             end_lease_lost,
             end_lease_lost_pause_pending,
             end_lease_lost_cancel_pending,

@@ -24,6 +24,7 @@ use crate::lifecycle::recovery::{fill, STINT_ENDED, STINT_LABEL};
 use crate::lifecycle::render::stopped;
 use crate::lifecycle::{
     after_stint, decide, recover, Decision, JobCommand, JobView, Move, QueueEnd, StintEnd,
+    CHILDREN_FINISHED, SPLIT_WAITING,
 };
 use crate::model::{now_ms, Control, Jid, JobRecord, JobState};
 use crate::store::{CommandEffect, Leased, Outcome, Store};
@@ -670,6 +671,11 @@ pub async fn last_child_case(store: Arc<dyn Store>, state: JobState) {
         woken.checkpoint, parent_before.checkpoint,
         "{what}: the parent's checkpoint"
     );
+    assert_eq!(
+        woken.reason.as_deref(),
+        Some(CHILDREN_FINISHED),
+        "{what}: the woken parent's reason"
+    );
     let reader = register_for(&store, &[QUEUE], LONG_TTL).await;
     let got = jids(&fetch(&store, &reader, QUEUE, 10).await);
     assert_eq!(
@@ -740,14 +746,19 @@ impl Subject {
         } else {
             JobState::Waiting
         };
-        let got = record(store, parent).await.state;
+        let got = record(store, parent).await;
         assert_eq!(
-            got,
+            got.state,
             want,
             "{what}: the parent, its last child now {child} (final: {})",
             child.is_final()
         );
         if want == JobState::Enqueued {
+            assert_eq!(
+                got.reason.as_deref(),
+                Some(CHILDREN_FINISHED),
+                "{what}: the woken parent's reason"
+            );
             let reader = register_for(store, &[QUEUE], LONG_TTL).await;
             let got = jids(&fetch(store, &reader, QUEUE, 10).await);
             assert_eq!(
@@ -1149,6 +1160,46 @@ end_cases! {
     child_end_cancelled_cancel_pending: Cancelled, Some(Control::Cancel), true;
 }
 
+/// A stint that ends in a split: the parent waits ([`after_stint`]), its
+/// stint recorded as split, both with the reason [`SPLIT_WAITING`]; when
+/// its children have finished it is enqueued with [`CHILDREN_FINISHED`].
+pub async fn end_split(store: Arc<dyn Store>) {
+    let what = "a stint ending in a split";
+    let want = after_stint(StintEnd::Split, None).expect("a split writes a state");
+    let p = register_for(&store, &[QUEUE, KIDS], LONG_TTL).await;
+    let jid = push_one(&store, job_in(QUEUE, 0)).await;
+    let leased = fetch_one(&store, &p, QUEUE).await;
+    split_into(&store, &leased, KIDS, 2).await;
+    let reason = fill(
+        SPLIT_WAITING,
+        &[("n", "2"), ("step", &format!("{:?}", "chunks"))],
+    );
+    let d = detail(&store, &jid).await;
+    assert_eq!(
+        (d.job.state, d.job.reason.as_deref()),
+        (want, Some(reason.as_str())),
+        "{what}: the parent's (state, reason)"
+    );
+    assert_eq!(d.job.process, None, "{what}: no lease held");
+    let stint = d.history.iter().find(|s| s.number == leased.lease.stint);
+    assert_eq!(
+        stint.map(|s| (s.outcome.as_deref(), s.reason.as_deref())),
+        Some((Some(StintEnd::Split.label()), Some(reason.as_str()))),
+        "{what}: the stint history's (outcome, reason); history {:?}",
+        d.history
+    );
+    for kid in fetch(&store, &p, KIDS, 2).await {
+        let done = outcome_of(StintEnd::Succeeded);
+        complete_ok(&store, &kid.lease, None, done).await;
+    }
+    let job = record(&store, &jid).await;
+    assert_eq!(
+        (job.state, job.reason.as_deref()),
+        (JobState::Enqueued, Some(CHILDREN_FINISHED)),
+        "{what}: the parent once its children finished, (state, reason)"
+    );
+}
+
 /// A stale lease's completion, nothing pending on the current stint.
 pub async fn end_lease_lost(store: Arc<dyn Store>) {
     stale_completion_case(store, None).await
@@ -1252,6 +1303,7 @@ pub async fn every_command_of_an_unknown_job(store: Arc<dyn Store>) {
 /// The other cases of this module, by name.
 pub const OTHER_CASES: &[&str] = &[
     "every_command_of_an_unknown_job",
+    "end_split",
     "cancel_of_last_child_enqueued",
     "cancel_of_last_child_paused",
     "end_lease_lost",
