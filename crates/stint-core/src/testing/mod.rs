@@ -241,6 +241,8 @@ macro_rules! conformance_tests {
             cancel_of_last_child_enqueued,
             cancel_of_last_child_paused,
             end_split,
+            end_split_pause_pending,
+            end_split_cancel_pending,
             end_lease_lost,
             end_lease_lost_pause_pending,
             end_lease_lost_cancel_pending,

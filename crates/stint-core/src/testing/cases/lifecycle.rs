@@ -170,10 +170,7 @@ const RECORDED: [StintEnd; 6] = [
 /// Asks a running job for `control` through the store's own command, as
 /// [`decide`] says it must be answered.
 async fn request(store: &Arc<dyn Store>, jid: &Jid, control: Control, what: &str) {
-    let cmd = match control {
-        Control::Pause => JobCommand::Pause,
-        Control::Cancel => JobCommand::Cancel,
-    };
+    let cmd = command_for(control);
     let view = JobView {
         state: JobState::Running,
         control: None,
@@ -1160,26 +1157,80 @@ end_cases! {
     child_end_cancelled_cancel_pending: Cancelled, Some(Control::Cancel), true;
 }
 
-/// A stint that ends in a split: the parent waits ([`after_stint`]), its
-/// stint recorded as split, both with the reason [`SPLIT_WAITING`]; when
-/// its children have finished it is enqueued with [`CHILDREN_FINISHED`].
-pub async fn end_split(store: Arc<dyn Store>) {
-    let what = "a stint ending in a split";
-    let want = after_stint(StintEnd::Split, None).expect("a split writes a state");
+/// The command that asks a running job for `control`.
+fn command_for(control: Control) -> JobCommand {
+    match control {
+        Control::Pause => JobCommand::Pause,
+        Control::Cancel => JobCommand::Cancel,
+    }
+}
+
+/// The state and reason a command leaves a job in that [`decide`] moves
+/// by `decision`, or `None` when it leaves the job where it is.
+fn stopped_by(decision: StoreResult<Decision>, what: &str) -> Option<(JobState, String)> {
+    match decision {
+        Ok(Decision::Move { to, .. }) => {
+            let (state, reason) =
+                stopped(to).unwrap_or_else(|| panic!("{what}: core moves {to:?}"));
+            Some((state, reason.to_owned()))
+        }
+        Ok(Decision::Cascade | Decision::Unchanged(_)) => None,
+        Err(e) => panic!("{what}: core refuses it: {e}"),
+    }
+}
+
+/// A stint that ends in a split while `pending` was asked of it: the
+/// parent waits ([`after_stint`]), its stint recorded as split, both with
+/// the reason [`SPLIT_WAITING`], its control cleared. A pending pause or
+/// cancel then goes to the waiting parent as that command, as [`decide`]
+/// rules it (a pause to its children; a cancel to it and its children).
+/// With nothing pending, the parent is enqueued with
+/// [`CHILDREN_FINISHED`] once its children have finished.
+pub async fn split_end_case(store: Arc<dyn Store>, pending: Option<Control>) {
+    let what = match pending {
+        None => "a stint ending in a split (nothing pending)".to_owned(),
+        Some(c) => format!("a stint ending in a split with a pending {}", c.as_str()),
+    };
+    let after = after_stint(StintEnd::Split, pending).expect("a split writes a state");
     let p = register_for(&store, &[QUEUE, KIDS], LONG_TTL).await;
     let jid = push_one(&store, job_in(QUEUE, 0)).await;
     let leased = fetch_one(&store, &p, QUEUE).await;
+    if let Some(c) = pending {
+        request(&store, &jid, c, &what).await;
+    }
     split_into(&store, &leased, KIDS, 2).await;
     let reason = fill(
         SPLIT_WAITING,
         &[("n", "2"), ("step", &format!("{:?}", "chunks"))],
     );
+
+    let mut parent_want = (after, reason.clone());
+    let mut kid_want = None;
+    if let Some(c) = pending {
+        let cmd = command_for(c);
+        let waiting = JobView {
+            state: after,
+            control: None,
+        };
+        let on_parent = format!("{what}: {cmd} of the waiting parent");
+        if let Some(moved) = stopped_by(decide(cmd, &jid, waiting, false), &on_parent) {
+            parent_want = moved;
+        }
+        let enqueued = JobView {
+            state: JobState::Enqueued,
+            control: None,
+        };
+        let on_kid = format!("{what}: {cmd} of an enqueued child");
+        kid_want = stopped_by(decide(cmd, &jid, enqueued, false), &on_kid);
+    }
+
     let d = detail(&store, &jid).await;
     assert_eq!(
         (d.job.state, d.job.reason.as_deref()),
-        (want, Some(reason.as_str())),
+        (parent_want.0, Some(parent_want.1.as_str())),
         "{what}: the parent's (state, reason)"
     );
+    assert_eq!(d.job.control, None, "{what}: the control is cleared");
     assert_eq!(d.job.process, None, "{what}: no lease held");
     let stint = d.history.iter().find(|s| s.number == leased.lease.stint);
     assert_eq!(
@@ -1188,6 +1239,34 @@ pub async fn end_split(store: Arc<dyn Store>) {
         "{what}: the stint history's (outcome, reason); history {:?}",
         d.history
     );
+    let controls = store.controls(&p).await.expect("controls");
+    assert!(
+        controls.is_empty(),
+        "{what}: controls({p}) after the split: {controls:?}"
+    );
+
+    let children = store.children(&jid).await.expect("children");
+    assert_eq!(children.len(), 2, "{what}: two children");
+    if let Some((state, reason)) = kid_want {
+        for kid in &children {
+            assert_eq!(
+                (kid.job.state, kid.job.reason.as_deref()),
+                (state, Some(reason.as_str())),
+                "{what}: child {}'s (state, reason)",
+                kid.job.jid
+            );
+        }
+        assert_nothing_to_fetch(&store, &p, KIDS).await;
+        return;
+    }
+    for kid in &children {
+        assert_eq!(
+            kid.job.state,
+            JobState::Enqueued,
+            "{what}: child {}",
+            kid.job.jid
+        );
+    }
     for kid in fetch(&store, &p, KIDS, 2).await {
         let done = outcome_of(StintEnd::Succeeded);
         complete_ok(&store, &kid.lease, None, done).await;
@@ -1198,6 +1277,23 @@ pub async fn end_split(store: Arc<dyn Store>) {
         (JobState::Enqueued, Some(CHILDREN_FINISHED)),
         "{what}: the parent once its children finished, (state, reason)"
     );
+}
+
+/// A stint ending in a split, nothing pending.
+pub async fn end_split(store: Arc<dyn Store>) {
+    split_end_case(store, None).await
+}
+
+/// A stint ending in a split with a pause pending: its children are
+/// paused.
+pub async fn end_split_pause_pending(store: Arc<dyn Store>) {
+    split_end_case(store, Some(Control::Pause)).await
+}
+
+/// A stint ending in a split with a cancel pending: the parent and its
+/// children are cancelled.
+pub async fn end_split_cancel_pending(store: Arc<dyn Store>) {
+    split_end_case(store, Some(Control::Cancel)).await
 }
 
 /// A stale lease's completion, nothing pending on the current stint.
@@ -1304,6 +1400,8 @@ pub async fn every_command_of_an_unknown_job(store: Arc<dyn Store>) {
 pub const OTHER_CASES: &[&str] = &[
     "every_command_of_an_unknown_job",
     "end_split",
+    "end_split_pause_pending",
+    "end_split_cancel_pending",
     "cancel_of_last_child_enqueued",
     "cancel_of_last_child_paused",
     "end_lease_lost",
