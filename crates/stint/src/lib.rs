@@ -7,7 +7,9 @@
 //! behind a feature of its own — `sqlite` ([`sqlite`]), `redis`
 //! ([`redis`]) and `postgres` ([`postgres`]), all three on by default —
 //! and opens a store from a URL ([`connect`]). A build that needs one store
-//! only can say `default-features = false, features = ["sqlite"]`.
+//! only can say `default-features = false, features = ["sqlite"]`. The
+//! `otel` feature (off by default) adds `stint::otel`, which exports the
+//! span each stint runs in over OTLP/HTTP.
 //!
 //! The design — the job lifecycle, leases, the store contract, the
 //! runtime — is `docs/design.md` in the repository.
