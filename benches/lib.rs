@@ -224,3 +224,24 @@ impl Job for CpuChunk {
         Ok(())
     }
 }
+
+/// Holds its slot for `ms`, checkpointing every 10 ms: a long job to kill
+/// mid-run (the recovery benchmark).
+#[derive(Serialize, Deserialize, Clone)]
+pub struct Hold {
+    pub ms: u64,
+}
+
+impl Job for Hold {
+    const KIND: &'static str = "Hold";
+    async fn perform(&self, ctx: &mut Ctx) -> Result<(), JobError> {
+        let mut waited: u64 = ctx.cursor()?.unwrap_or(0);
+        ctx.set_total(self.ms / 10);
+        while waited < self.ms {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 10;
+            ctx.checkpoint(&waited).await?;
+        }
+        Ok(())
+    }
+}

@@ -88,7 +88,11 @@ pub struct WorkerConfig {
     /// How long a stopping worker waits for its jobs to checkpoint.
     pub shutdown_timeout: Duration,
     /// A process's leases expire this long after its last heartbeat; its
-    /// jobs are then recovered by any live process.
+    /// jobs are then recovered by any live process. A process whose
+    /// heartbeats do not get through (the store is down or stalled) stops
+    /// its running jobs at 70% of this, before another process may take
+    /// them: a longer TTL rides out longer store stalls, and recovers a
+    /// killed process's jobs later.
     pub lease_ttl: Duration,
     /// How often the process renews its leases (and reads an operator's
     /// quiet or stop for it); keep it well under `lease_ttl`.
@@ -128,10 +132,14 @@ impl Default for WorkerConfig {
             queues: QueueOrder::Strict(vec!["default".into()]),
             concurrency: 10,
             shutdown_timeout: Duration::from_secs(25),
-            lease_ttl: Duration::from_secs(10),
-            heartbeat_interval: Duration::from_secs(2),
+            // A killed process's jobs run again elsewhere within about 4.5 s
+            // (lease expiry plus a sweep), whatever the host; the price is a
+            // heartbeat write a second per process, and running jobs stop
+            // when no heartbeat gets through for 2.8 s (see `lease_ttl`).
+            lease_ttl: Duration::from_secs(4),
+            heartbeat_interval: Duration::from_secs(1),
             control_interval: Duration::from_millis(250),
-            maintenance_interval: Duration::from_secs(1),
+            maintenance_interval: Duration::from_millis(500),
             poll_interval: Duration::from_millis(100),
             fetch_coalesce: Duration::from_millis(2),
             prefetch: 1000,

@@ -35,10 +35,10 @@ impl Upkeep {
 
 /// Running stints are stopped (at their next checkpoint) when no heartbeat
 /// has reached the store for this fraction of the lease TTL...
-const FENCE_AT: f64 = 0.6;
+const FENCE_AT: f64 = 0.7;
 /// ... and ended at once at this fraction, before the store can consider
 /// their leases expired and let another process run the jobs.
-const KILL_AT: f64 = 0.8;
+const KILL_AT: f64 = 0.85;
 
 pub(crate) fn spawn(shared: Arc<Shared>) -> Upkeep {
     let stop = CancellationToken::new();
