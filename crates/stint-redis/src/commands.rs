@@ -5,7 +5,7 @@
 //! moved meanwhile the guard fails, nothing is written, and the driver
 //! reads it again.
 
-use stint_core::lifecycle::{self, CommandSite, JobView, Move, QueueEnd};
+use stint_core::lifecycle::{self, render, CommandSite, JobView, Move, QueueEnd};
 use stint_core::model::{now_ms, Control, Jid, JobState};
 use stint_core::store::CommandEffect;
 use stint_core::{JobCommand, StoreError, StoreResult};
@@ -97,15 +97,17 @@ struct Write {
 }
 
 fn write(f: &Found, to: Move) -> Result<Write, String> {
-    let kept = |to: &str, reason| Write {
-        to: to.to_owned(),
-        payload: f.payload.clone(),
-        reason,
-        reset: false,
-    };
     Ok(match to {
-        Move::Pause => kept("paused", lifecycle::PAUSED_BY_OPERATOR),
-        Move::Cancel => kept("cancelled", lifecycle::CANCELLED_BY_OPERATOR),
+        // To the state of that name, where the job is (its payload kept).
+        Move::Pause | Move::Cancel => {
+            let (state, reason) = render::stopped(to).expect("a move that stops the job");
+            Write {
+                to: state.as_str().to_owned(),
+                payload: f.payload.clone(),
+                reason,
+                reset: false,
+            }
+        }
         Move::Enqueue { at, reset_attempts } => {
             let mut text = payload::enqueued_now(&f.payload, now_ms())?;
             if reset_attempts {
