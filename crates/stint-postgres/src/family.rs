@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 
 use deadpool_postgres::{Client, Transaction};
-use stint_core::lifecycle::render::sql_final_states;
+use stint_core::lifecycle::{self, render::sql_final_states};
 use stint_core::model::{ChildRecord, Jid};
 use stint_core::{StoreError, StoreResult};
 
@@ -45,13 +45,13 @@ pub async fn open_children(tx: &Transaction<'_>, parent: &Jid) -> StoreResult<Ve
         .collect()
 }
 
-/// Wakes the parent $1 when it waits and none of its children is
-/// unfinished; notifies its queue.
+/// Wakes the parent $1 (reason $2) when it waits and none of its children
+/// is unfinished; notifies its queue.
 static WAKE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH p AS (
              UPDATE stint_jobs SET state = 'enqueued', enqueued_at = now(),
-               reason = 'its children finished', seq = nextval('stint_head_seq')
+               reason = $2, seq = nextval('stint_head_seq')
              WHERE jid = $1 AND state = 'waiting'
                AND NOT EXISTS (SELECT 1 FROM stint_jobs o WHERE o.parent = $1
                                AND o.state NOT IN {})
@@ -78,7 +78,7 @@ pub async fn wake_parent(tx: &Transaction<'_>, parent: &str) -> StoreResult<()> 
     )
     .await?;
     if !waits.is_empty() {
-        query(tx, &WAKE_SQL, &[&parent]).await?;
+        query(tx, &WAKE_SQL, &[&parent, &lifecycle::CHILDREN_FINISHED]).await?;
     }
     Ok(())
 }

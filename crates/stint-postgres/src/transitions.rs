@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use deadpool_postgres::Client;
 use serde_json::Value;
-use stint_core::lifecycle::{JobCommand, StintEnd};
+use stint_core::lifecycle::recovery::fill;
+use stint_core::lifecycle::{after_stint, JobCommand, StintEnd, SPLIT_WAITING};
 use stint_core::model::{Checkpoint, Control, Jid, NewJob};
 use stint_core::store::Lease;
 use stint_core::{StoreError, StoreResult};
@@ -152,13 +153,20 @@ pub async fn split(
         return Err(StoreError::LeaseLost(lease.jid.clone()));
     };
     let control = held.get::<_, Option<&str>>(0).and_then(Control::parse);
-    let reason = format!("waiting for {} children of split {step:?}", children.len());
+    let state = after_stint(StintEnd::Split, control).expect("a split writes a state");
+    let reason = fill(
+        SPLIT_WAITING,
+        &[
+            ("n", &children.len().to_string()),
+            ("step", &format!("{step:?}")),
+        ],
+    );
     execute(
         &tx,
-        "UPDATE stint_jobs SET state = 'waiting', checkpoint = $2, process = NULL, control = NULL,
+        "UPDATE stint_jobs SET state = $4, checkpoint = $2, process = NULL, control = NULL,
            reason = $3, fetch_token = NULL
          WHERE jid = $1",
-        &[&jid, &to_json(cp), &reason],
+        &[&jid, &to_json(cp), &reason, &state.as_str()],
     )
     .await?;
     execute(
