@@ -1,5 +1,5 @@
 //! A worker process whose store goes away: a private PostgreSQL server is
-//! stopped under it. SIGTERM still stops it within its shutdown timeout
+//! stopped (or a private Redis killed) under it. SIGTERM still stops it within its shutdown timeout
 //! and a few seconds (a second SIGTERM at once), leaving its leases to
 //! expire; and an outage longer than the lease never lets two stints of one
 //! job run at once. Nothing is lost: once the server is back, every job
@@ -13,13 +13,42 @@ use stint::{Client, Jid, JobState, Push, Store};
 use stint_e2e::harness::{wait_for, Worker};
 use stint_e2e::jobs::Count;
 use stint_testkit::postgres::PgServer;
+use stint_testkit::redis::RedisServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stint-test-worker");
 
-/// A private PostgreSQL server with a migrated database, and a SQLite file
-/// where the test jobs record their starts.
+/// The store's server, to take away and bring back.
+enum Server {
+    Postgres(PgServer),
+    Redis(RedisServer),
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Postgres,
+    Redis,
+}
+
+impl Server {
+    fn stop(&mut self) {
+        match self {
+            Server::Postgres(s) => s.stop().expect("stop the server"),
+            Server::Redis(s) => s.kill(),
+        }
+    }
+
+    fn start_again(&mut self) {
+        match self {
+            Server::Postgres(s) => s.start_again().expect("start the server again"),
+            Server::Redis(s) => s.restart().expect("start the server again"),
+        }
+    }
+}
+
+/// A private PostgreSQL server with a migrated database (or a private
+/// Redis), and a SQLite file where the test jobs record their starts.
 struct Setup {
-    server: PgServer,
+    server: Server,
     url: String,
     store: Arc<dyn Store>,
     dir: tempfile::TempDir,
@@ -27,11 +56,21 @@ struct Setup {
 }
 
 impl Setup {
-    async fn new() -> Setup {
-        let server = PgServer::start().expect("a private PostgreSQL server");
-        let url = server.url();
-        let pg = stint::postgres::PgStore::open(&url).unwrap();
-        stint::postgres::migrate(&pg).await.unwrap();
+    async fn new(kind: Kind) -> Setup {
+        let (server, url) = match kind {
+            Kind::Postgres => {
+                let server = PgServer::start().expect("a private PostgreSQL server");
+                let url = server.url();
+                let pg = stint::postgres::PgStore::open(&url).unwrap();
+                stint::postgres::migrate(&pg).await.unwrap();
+                (Server::Postgres(server), url)
+            }
+            Kind::Redis => {
+                let server = RedisServer::start().expect("a private redis-server");
+                let url = server.url();
+                (Server::Redis(server), url)
+            }
+        };
         let store = stint::connect(&url).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("starts.db").to_string_lossy().into_owned();
@@ -112,8 +151,17 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 const SLACK: Duration = Duration::from_secs(6);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost() {
-    let mut s = Setup::new().await;
+async fn postgres_sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost() {
+    sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost() {
+    sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost(Kind::Redis).await;
+}
+
+async fn sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost(kind: Kind) {
+    let mut s = Setup::new(kind).await;
     let jids = s.push(4, 400, 20).await;
     let timeout_ms = SHUTDOWN_TIMEOUT.as_millis().to_string();
     let env = [
@@ -123,7 +171,7 @@ async fn sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost() {
     let mut worker = s.worker(4, &env);
     s.wait_running(&jids).await;
 
-    s.server.stop().expect("stop the server");
+    s.server.stop();
     tokio::time::sleep(Duration::from_millis(500)).await;
     worker.signal(libc::SIGTERM);
     let signalled = Instant::now();
@@ -138,7 +186,7 @@ async fn sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost() {
 
     // Back up: a new worker finishes every job (the first one's leases
     // expire, and its jobs are recovered).
-    s.server.start_again().expect("start the server again");
+    s.server.start_again();
     let mut second = s.worker(4, &[("STINT_LEASE_TTL_MS", "3000")]);
     s.wait_succeeded(&jids, 400, Duration::from_secs(60)).await;
     second.signal(libc::SIGTERM);
@@ -147,7 +195,7 @@ async fn sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_exits_at_once_while_the_store_is_down() {
-    let mut s = Setup::new().await;
+    let mut s = Setup::new(Kind::Postgres).await;
     let jids = s.push(2, 400, 20).await;
     // A shutdown timeout far longer than the test waits.
     let env = [
@@ -157,7 +205,7 @@ async fn a_second_sigterm_exits_at_once_while_the_store_is_down() {
     let mut worker = s.worker(2, &env);
     s.wait_running(&jids).await;
 
-    s.server.stop().expect("stop the server");
+    s.server.stop();
     tokio::time::sleep(Duration::from_millis(500)).await;
     worker.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -175,14 +223,23 @@ async fn a_second_sigterm_exits_at_once_while_the_store_is_down() {
         signalled.elapsed()
     );
 
-    s.server.start_again().expect("start the server again");
+    s.server.start_again();
     let _second = s.worker(2, &[("STINT_LEASE_TTL_MS", "3000")]);
     s.wait_succeeded(&jids, 400, Duration::from_secs(60)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_longer_than_the_lease_never_runs_two_stints_of_a_job_at_once() {
-    let mut s = Setup::new().await;
+async fn postgres_an_outage_longer_than_the_lease_never_runs_two_stints_of_a_job_at_once() {
+    an_outage_longer_than_the_lease_never_runs_two_stints_of_a_job_at_once(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_an_outage_longer_than_the_lease_never_runs_two_stints_of_a_job_at_once() {
+    an_outage_longer_than_the_lease_never_runs_two_stints_of_a_job_at_once(Kind::Redis).await;
+}
+
+async fn an_outage_longer_than_the_lease_never_runs_two_stints_of_a_job_at_once(kind: Kind) {
+    let mut s = Setup::new(kind).await;
     // About 12 s of work, checkpointed every item.
     let jids = s.push(2, 600, 20).await;
     let ttl = Duration::from_secs(3);
@@ -195,9 +252,9 @@ async fn an_outage_longer_than_the_lease_never_runs_two_stints_of_a_job_at_once(
     s.wait_running(&jids).await;
 
     // Down for twice the lease.
-    s.server.stop().expect("stop the server");
+    s.server.stop();
     tokio::time::sleep(ttl * 2).await;
-    s.server.start_again().expect("start the server again");
+    s.server.start_again();
 
     s.wait_succeeded(&jids, 600, Duration::from_secs(60)).await;
     worker.signal(libc::SIGTERM);
