@@ -59,6 +59,8 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
+    /// A dashboard over `store`, serving loopback host names only until
+    /// a token or other host names are allowed.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Dashboard {
             store,

@@ -1,4 +1,4 @@
-//! The store conformance suite: the lifecycle rules of DESIGN.md as tests
+//! The store conformance suite: the lifecycle rules of `docs/design.md` as tests
 //! that every store runs against itself (as River's `riverdrivertest` does
 //! for its drivers). A behaviour is defined here once and held by every
 //! store.
