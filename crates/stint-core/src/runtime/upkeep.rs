@@ -106,13 +106,16 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
             }
             None => false,
         };
+        // Fetching resumes only on a beat that renewed the leases with time
+        // to spare (a beat that took most of the lease to answer does not).
+        let fresh = sent.elapsed() < shared.config.lease_ttl.mul_f64(FENCE_AT);
         if renewed {
             *shared.renewed.lock().unwrap() = sent;
-            if shared.fenced.swap(false, Ordering::SeqCst) {
-                tracing::info!(process = %shared.process.id,
-                    "heartbeat through again: fetching jobs again");
-                shared.wake.notify_one();
-            }
+        }
+        if renewed && fresh && shared.fenced.swap(false, Ordering::SeqCst) {
+            tracing::info!(process = %shared.process.id,
+                "heartbeat through again: fetching jobs again");
+            shared.wake.notify_one();
         }
     }
 }
