@@ -21,12 +21,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_stint-test-worker");
 enum Server {
     Postgres(PgServer),
     Redis(RedisServer),
+    /// Taken away by SIGSTOP: connections stay open, nothing answers.
+    Frozen(RedisServer),
 }
 
 #[derive(Clone, Copy)]
 enum Kind {
     Postgres,
     Redis,
+    /// A Redis that hangs (SIGSTOP) instead of going away.
+    FrozenRedis,
 }
 
 impl Server {
@@ -34,6 +38,7 @@ impl Server {
         match self {
             Server::Postgres(s) => s.stop().expect("stop the server"),
             Server::Redis(s) => s.kill(),
+            Server::Frozen(s) => signal(s, libc::SIGSTOP),
         }
     }
 
@@ -41,8 +46,15 @@ impl Server {
         match self {
             Server::Postgres(s) => s.start_again().expect("start the server again"),
             Server::Redis(s) => s.restart().expect("start the server again"),
+            Server::Frozen(s) => signal(s, libc::SIGCONT),
         }
     }
+}
+
+fn signal(server: &RedisServer, sig: i32) {
+    let pid = server.pid().expect("redis-server runs");
+    // SAFETY: kill(2) on the test's own redis-server.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
 }
 
 /// A private PostgreSQL server with a migrated database (or a private
@@ -65,10 +77,13 @@ impl Setup {
                 stint::postgres::migrate(&pg).await.unwrap();
                 (Server::Postgres(server), url)
             }
-            Kind::Redis => {
+            Kind::Redis | Kind::FrozenRedis => {
                 let server = RedisServer::start().expect("a private redis-server");
                 let url = server.url();
-                (Server::Redis(server), url)
+                match kind {
+                    Kind::Redis => (Server::Redis(server), url),
+                    _ => (Server::Frozen(server), url),
+                }
             }
         };
         let store = stint::connect(&url).await.unwrap();
@@ -158,6 +173,11 @@ async fn postgres_sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost() {
     sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_redis_sigterm_stops_a_worker_whose_store_hangs_and_nothing_is_lost() {
+    sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost(Kind::FrozenRedis).await;
 }
 
 async fn sigterm_stops_a_worker_whose_store_is_down_and_nothing_is_lost(kind: Kind) {
