@@ -145,7 +145,10 @@ fn a_stopped_demo_says_how_to_resume_and_the_resume_rates_only_its_own_rows() {
     assert_eq!(status.code(), Some(130), "{out}");
     // Without a terminal: progress lines, and none once stopped.
     assert!(out.contains("progress: "), "{out}");
-    assert!(out.contains("stopping: each chunk saves its checkpoint"), "{out}");
+    assert!(
+        out.contains("stopping: each chunk saves its checkpoint"),
+        "{out}"
+    );
     let stopped = out.find("stopping: ").expect("a stop line");
     assert!(
         !out[stopped..].contains("progress: "),
