@@ -258,6 +258,11 @@ async fn redis_an_outage_longer_than_the_lease_never_runs_two_stints_of_a_job_at
     an_outage_longer_than_the_lease_never_runs_two_stints_of_a_job_at_once(Kind::Redis).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_redis_a_stall_longer_than_the_lease_never_runs_two_stints_of_a_job_at_once() {
+    an_outage_longer_than_the_lease_never_runs_two_stints_of_a_job_at_once(Kind::FrozenRedis).await;
+}
+
 async fn an_outage_longer_than_the_lease_never_runs_two_stints_of_a_job_at_once(kind: Kind) {
     let mut s = Setup::new(kind).await;
     // About 12 s of work, checkpointed every item.
