@@ -38,3 +38,7 @@ pub const CHILDREN_FINISHED: &str = "its children finished";
 /// The reason recorded for a job that split; `{n}` is its number of
 /// children, `{step}` the split step (quoted).
 pub const SPLIT_WAITING: &str = "waiting for {n} children of split {step}";
+/// The reason recorded for a stint its own process stopped because it could
+/// not renew its lease in time (the job goes back to the head of its queue,
+/// unless it was recovered meanwhile).
+pub const SELF_FENCED: &str = "stopped: its worker could not reach the store to renew its lease";

@@ -84,7 +84,17 @@ async fn record(shared: &Shared, batch: Vec<Completion>) {
         };
         if let Some(refused) = trouble.result(result) {
             for jid in refused {
-                tracing::warn!(%jid, "stint end not recorded: the lease was lost to another process, which owns the job now");
+                let fenced = batch.iter().any(|c| {
+                    c.lease.jid == jid
+                        && matches!(&c.outcome, Outcome::Requeue { reason } if reason == crate::lifecycle::SELF_FENCED)
+                });
+                if fenced {
+                    // This process stopped the stint itself when it could
+                    // not renew the lease: the job was recovered meanwhile.
+                    tracing::info!(%jid, "stint end not recorded: the job was recovered while this worker could not reach the store; it carries on from its checkpoint");
+                } else {
+                    tracing::warn!(%jid, "stint end not recorded: the lease was lost to another process, which owns the job now");
+                }
             }
             return;
         }

@@ -8,6 +8,7 @@ use futures::FutureExt as _;
 use crate::ctx::Ctx;
 use crate::error::{Interrupt, JobError};
 use crate::interrupt::StopSignal;
+use crate::lifecycle;
 use crate::model::{now_ms, ErrorInfo, JobRecord};
 use crate::store::{Completion, Lease, Leased, Outcome};
 
@@ -141,16 +142,9 @@ async fn run_stint_in_span(
             let reason = signal.get().unwrap_or(reason);
             let checkpoint = ctx.final_checkpoint(false);
             let done = ctx.progress().done;
-            let outcome = match reason {
-                // Nothing to record: another process owns the job, or the
-                // store parked it when it split.
-                Interrupt::LeaseLost | Interrupt::Split => return None,
-                Interrupt::Pause => Outcome::Paused,
-                Interrupt::Cancel => Outcome::Cancelled,
-                Interrupt::Shutdown | Interrupt::MaxStintTime => Outcome::Requeue {
-                    reason: reason.to_string(),
-                },
-            };
+            // Nothing to record when another process owns the job, or the
+            // store parked it when it split.
+            let outcome = lifecycle::interrupted(reason, reason.as_str())?;
             tracing::info!(jid = %job.jid, kind = %job.kind, done, %reason, "stopped at checkpoint");
             Some(Completion {
                 lease,
@@ -204,7 +198,7 @@ fn fenced(lease: Lease) -> Completion {
         lease,
         checkpoint: None,
         outcome: Outcome::Requeue {
-            reason: "stopped: its worker could not reach the store to renew its lease".into(),
+            reason: lifecycle::SELF_FENCED.into(),
         },
     }
 }
@@ -214,31 +208,17 @@ fn failure(job: &JobRecord, lease: Lease, err: JobError) -> Completion {
     let attempt = job.attempts + 1;
     let (message, chain) = err.message_and_chain();
     let error = ErrorInfo::new(truncate(&message, 10_000), chain, attempt);
-    let outcome = match err {
-        JobError::Fatal(_) => Outcome::Dead {
-            reason: error.message.clone(),
-            error,
-        },
-        _ if attempt >= job.options.max_attempts => {
-            tracing::error!(jid = %job.jid, kind = %job.kind, attempt, error = %error.message, "failed; no attempts left: dead");
-            Outcome::Dead {
-                reason: format!(
-                    "failed {attempt} of {} attempts: {}",
-                    job.options.max_attempts, error.message
-                ),
-                error,
-            }
+    let outcome = lifecycle::failure(job, &err, error, now_ms());
+    match &outcome {
+        Outcome::Retry { retry_at_ms, error } => {
+            tracing::warn!(jid = %job.jid, kind = %job.kind, attempt, retry_in_ms = retry_at_ms - now_ms(),
+                error = %error.message, "failed; will retry")
         }
-        _ => {
-            let delay = job.options.backoff.delay(attempt);
-            tracing::warn!(jid = %job.jid, kind = %job.kind, attempt, retry_in_ms = delay.as_millis() as u64,
-                error = %error.message, "failed; will retry");
-            Outcome::Retry {
-                retry_at_ms: now_ms() + delay.as_millis() as i64,
-                error,
-            }
+        Outcome::Dead { reason, .. } => {
+            tracing::error!(jid = %job.jid, kind = %job.kind, attempt, %reason, "failed: dead")
         }
-    };
+        _ => {}
+    }
     // The store keeps the checkpoint of the last flush: its count matches
     // its cursor.
     Completion {
