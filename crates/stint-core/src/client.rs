@@ -68,7 +68,7 @@ impl Push {
         Push { jid: None, ..self }
     }
 
-    fn apply(&self, mut o: JobOptions) -> JobOptions {
+    pub(crate) fn apply(&self, mut o: JobOptions) -> JobOptions {
         if let Some(q) = &self.queue {
             o.queue = q.clone();
         }

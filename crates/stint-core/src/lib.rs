@@ -15,6 +15,7 @@ mod job;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+pub mod periodic;
 mod runtime;
 mod split;
 pub mod store;
@@ -32,6 +33,7 @@ pub use model::{
     Backoff, Checkpoint, ChildRecord, Control, ErrorInfo, Jid, JobDetail, JobOptions, JobRecord,
     JobState, NewJob, ProcessCommand, ProcessInfo, QueueInfo, Stats, StintRecord, TreeProgress,
 };
+pub use periodic::{Missed, Overlap, Periodic};
 pub use runtime::{
     shutdown_signal, QueueOrder, RunSummary, Worker, WorkerBuilder, WorkerConfig, WorkerHandle,
 };

@@ -19,6 +19,7 @@ use crate::model::{
     Checkpoint, ChildRecord, Control, ErrorInfo, Jid, JobDetail, JobRecord, JobState, NewJob,
     ProcessCommand, ProcessInfo, Stats,
 };
+use crate::periodic::{ScheduleDef, ScheduleInfo, TickOutcome, TickPush, TickRecord};
 
 /// A stint's claim on a running job. Every write the stint makes is
 /// conditional on the lease still being current (the job is running, held by
@@ -264,6 +265,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// The children of a split job, in the order they were pushed.
     async fn children(&self, parent: &Jid) -> StoreResult<Vec<ChildRecord>>;
+
+    // ---- periodic jobs ----
+
+    /// Pushes one tick of a periodic schedule, atomically: a tick at or
+    /// before the schedule's last recorded tick writes nothing
+    /// (`AlreadyDone`), so however many processes push the same tick, it
+    /// is enqueued once. Otherwise, with `Overlap::Skip` while the
+    /// schedule's last run is not in a final state, the tick is recorded
+    /// as skipped (`Skipped`); else its job is pushed and recorded as the
+    /// schedule's last run (`Enqueued`). Either way the schedule's spec,
+    /// next run and counters are updated, and its last `KEPT_TICKS` ticks
+    /// kept (`ticks`).
+    async fn push_tick(&self, tick: &TickPush) -> StoreResult<TickOutcome>;
+
+    /// Records (or updates) the definitions of schedules a worker serves,
+    /// keeping their history and counters, so operators can list them.
+    async fn register_schedules(&self, defs: &[ScheduleDef]) -> StoreResult<()>;
+
+    /// Every schedule ever registered or ticked, by name.
+    async fn schedules(&self) -> StoreResult<Vec<ScheduleInfo>>;
+
+    /// A schedule's recorded ticks, newest first, at most `limit` (0: all
+    /// kept).
+    async fn ticks(&self, schedule: &str, limit: usize) -> StoreResult<Vec<TickRecord>>;
 
     // ---- maintenance (any process may run these; they are idempotent) ----
 

@@ -46,6 +46,7 @@ mod family;
 mod leases;
 mod listen;
 mod maintenance;
+mod periodic;
 mod processes;
 mod rows;
 mod schema;
@@ -65,6 +66,7 @@ use stint_core::metrics::Metrics;
 use stint_core::model::{
     ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessCommand, ProcessInfo, Stats,
 };
+use stint_core::periodic::{ScheduleDef, ScheduleInfo, TickOutcome, TickPush, TickRecord};
 use stint_core::store::{
     CommandEffect, Completion, JobFilter, Lease, Leased, Outcome, Recovered, Store,
 };
@@ -357,6 +359,22 @@ impl Store for PgStore {
 
     async fn promote_due(&self) -> StoreResult<u64> {
         maintenance::promote_due(&self.client().await?).await
+    }
+
+    async fn push_tick(&self, tick: &TickPush) -> StoreResult<TickOutcome> {
+        periodic::push_tick(&mut self.client().await?, tick).await
+    }
+
+    async fn register_schedules(&self, defs: &[ScheduleDef]) -> StoreResult<()> {
+        periodic::register_schedules(&mut self.client().await?, defs).await
+    }
+
+    async fn schedules(&self) -> StoreResult<Vec<ScheduleInfo>> {
+        periodic::schedules(&self.client().await?).await
+    }
+
+    async fn ticks(&self, schedule: &str, limit: usize) -> StoreResult<Vec<TickRecord>> {
+        periodic::ticks(&self.client().await?, schedule, limit).await
     }
 
     async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {

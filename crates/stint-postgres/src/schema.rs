@@ -9,7 +9,7 @@ use stint_core::{StoreError, StoreResult};
 use crate::conn::pg_err;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// A migration: its version, what it does, and its SQL (run in one
 /// transaction with the others of the same `migrate` call).
@@ -19,10 +19,11 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "jobs, stints, errors, processes, queues",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "jobs, stints, errors, processes, queues",
+        sql: r#"
 -- Queue order: tail positions count up from 1, head positions count down
 -- from -1 (a job put at the head goes before everything waiting). Sequences,
 -- not the clock, and not a counter row: a push inside a long transaction of
@@ -121,7 +122,13 @@ CREATE TABLE stint_metrics (
     PRIMARY KEY (kind, queue, name)
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "periodic jobs: schedules and their ticks",
+        sql: crate::periodic::MIGRATION,
+    },
+];
 
 /// What [`migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

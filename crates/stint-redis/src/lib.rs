@@ -25,6 +25,9 @@
 //! | `stint:children:JID` | list | the children of a split job |
 //! | `stint:waiting` | set | split jobs waiting for their children |
 //! | `stint:metrics` | hash | counters by kind and queue |
+//! | `stint:crons` | set | names of periodic schedules |
+//! | `stint:cron:NAME` | hash | a schedule: spec, next run, last tick, last run, enqueued and skipped counts |
+//! | `stint:cron-ticks:NAME` | zset | a schedule's last ticks (`tick:e\|s:jid`) by tick ms |
 //!
 //! Retention: a succeeded job's record expires after `succeeded_ttl`
 //! (default one hour; URL option `?succeeded_ttl=SECONDS`, 0 = delete at
@@ -50,6 +53,7 @@
 //   commands     operator commands, by core's rules  -> lookup
 //   lookup       one job where it is (lua/job.lua)
 //   maintenance  promotion of due jobs, recovery
+//   periodic     ticks of periodic schedules, their listing
 //   transitions  push, fetch, checkpoint, controls   -> completion
 //   completion   the ends of stints
 //   processes    worker processes, process commands
@@ -65,6 +69,7 @@ mod listing;
 mod lookup;
 mod maintenance;
 mod payload;
+mod periodic;
 mod processes;
 mod record;
 mod reply;
@@ -82,6 +87,7 @@ use stint_core::metrics::Metrics;
 use stint_core::model::{
     ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessCommand, ProcessInfo, Stats,
 };
+use stint_core::periodic::{ScheduleDef, ScheduleInfo, TickOutcome, TickPush, TickRecord};
 use stint_core::store::{CommandEffect, Completion, JobFilter, Lease, Leased, Recovered, Store};
 use stint_core::{Checkpoint, JobCommand, StoreResult};
 
@@ -166,6 +172,22 @@ impl Store for RedisStore {
 
     async fn promote_due(&self) -> StoreResult<u64> {
         maintenance::promote_due(self).await
+    }
+
+    async fn push_tick(&self, tick: &TickPush) -> StoreResult<TickOutcome> {
+        periodic::push_tick(self, tick).await
+    }
+
+    async fn register_schedules(&self, defs: &[ScheduleDef]) -> StoreResult<()> {
+        periodic::register_schedules(self, defs).await
+    }
+
+    async fn schedules(&self) -> StoreResult<Vec<ScheduleInfo>> {
+        periodic::schedules(self).await
+    }
+
+    async fn ticks(&self, schedule: &str, limit: usize) -> StoreResult<Vec<TickRecord>> {
+        periodic::ticks(self, schedule, limit).await
     }
 
     async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {

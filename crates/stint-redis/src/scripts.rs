@@ -41,3 +41,21 @@ script!(CONTROLS, "lua/controls.lua");
 script!(SPLIT, "lua/split.lua");
 script!(CLEAR_QUEUE, "lua/clear_queue.lua");
 script!(PROCESS_COMMAND, "lua/process_command.lua");
+
+/// The scripts that read where a job is (`lua/job.lua`, as the function
+/// `job_where({jid})`) before their own part.
+macro_rules! script_finding_jobs {
+    ($name:ident, $file:literal) => {
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(&format!(
+                "{}local function job_where(ARGV)\n{}\nend\n{}",
+                *PRELUDE,
+                include_str!("lua/job.lua"),
+                include_str!($file)
+            ))
+        });
+    };
+}
+
+script_finding_jobs!(TICK, "lua/tick.lua");
+script_finding_jobs!(SCHEDULES, "lua/schedules.lua");

@@ -10,6 +10,7 @@
 //   transitions (push, stint ends, split) → commands (operator commands) → queue
 //   maintenance (due jobs, recovery) → queue, metrics
 //   admin (reads, queue commands) → processes, rows
+//   periodic (ticks, schedules) → transitions
 //   tx (a job's own transaction) → leases (fetch, checkpoint) → rows
 //   every module → db (errors, cached statements, JSON columns)
 mod admin;
@@ -18,6 +19,7 @@ mod db;
 mod leases;
 mod maintenance;
 mod metrics;
+mod periodic;
 mod processes;
 mod queue;
 mod rows;
@@ -32,6 +34,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior};
 use stint_core::metrics::Metrics;
+use stint_core::periodic::{ScheduleDef, ScheduleInfo, TickOutcome, TickPush, TickRecord};
 use stint_core::model::{
     ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessCommand, ProcessInfo, Stats,
 };
@@ -286,6 +289,27 @@ impl Store for SqliteStore {
     }
 
     async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {
+    async fn push_tick(&self, tick: &TickPush) -> StoreResult<TickOutcome> {
+        let t = tick.clone();
+        self.write(move |tx| periodic::push_tick(tx, &t)).await
+    }
+
+    async fn register_schedules(&self, defs: &[ScheduleDef]) -> StoreResult<()> {
+        let d = defs.to_vec();
+        self.write(move |tx| periodic::register_schedules(tx, &d))
+            .await
+    }
+
+    async fn schedules(&self) -> StoreResult<Vec<ScheduleInfo>> {
+        self.read(periodic::schedules).await
+    }
+
+    async fn ticks(&self, schedule: &str, limit: usize) -> StoreResult<Vec<TickRecord>> {
+        let s = schedule.to_owned();
+        self.read(move |conn| periodic::ticks(conn, &s, limit))
+            .await
+    }
+
         self.write(move |tx| maintenance::recover_orphans(tx, max_recoveries))
             .await
     }

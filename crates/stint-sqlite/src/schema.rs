@@ -130,6 +130,8 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
         let present = || -> Result<bool, StoreError> {
             conn.query_row(
                 &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+    conn.execute_batch(crate::periodic::SCHEMA)
+        .map_err(crate::db::db_err)?;
                 [column],
                 |r| r.get(0),
             )

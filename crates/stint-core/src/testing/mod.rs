@@ -115,6 +115,13 @@ macro_rules! conformance_tests {
             process_commands_are_kept_for_the_process,
             // metrics.rs
             metrics_count_stint_ends_by_kind_and_queue,
+            // periodic.rs
+            a_tick_is_enqueued_once,
+            concurrent_pushes_of_a_tick_enqueue_it_once,
+            skip_while_the_previous_run_is_unfinished,
+            skip_counts_only_unfinished_runs,
+            allow_enqueues_while_the_previous_run_is_unfinished,
+            schedules_list_last_run_and_counters,
             // lifecycle.rs
             pause_of_scheduled,
             pause_of_enqueued,
