@@ -9,6 +9,7 @@
 mod completer;
 mod executor;
 mod fetcher;
+mod periodic;
 mod signals;
 mod trouble;
 mod upkeep;
@@ -124,6 +125,8 @@ pub struct WorkerConfig {
     /// Recover at once the jobs of processes on this host whose pid is gone,
     /// rather than waiting for their leases to expire.
     pub reap_local_processes: bool,
+    /// Periodic jobs this process schedules (`WorkerBuilder::periodic`).
+    pub periodic: Vec<crate::periodic::Periodic>,
 }
 
 impl Default for WorkerConfig {
@@ -147,6 +150,7 @@ impl Default for WorkerConfig {
             max_recoveries: 3,
             handle_signals: true,
             reap_local_processes: true,
+            periodic: Vec::new(),
         }
     }
 }
@@ -223,6 +227,14 @@ impl WorkerBuilder {
     /// Whether the worker installs its own signal handlers (default: yes).
     pub fn handle_signals(mut self, yes: bool) -> Self {
         self.config.handle_signals = yes;
+        self
+    }
+
+    /// Schedules a periodic job (a cron expression or an interval, see
+    /// [`crate::periodic`]): this process pushes each of its ticks, and
+    /// every tick is enqueued once however many processes schedule it.
+    pub fn periodic(mut self, periodic: crate::periodic::Periodic) -> Self {
+        self.config.periodic.push(periodic);
         self
     }
 
@@ -433,6 +445,7 @@ impl Worker {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let completer = tokio::spawn(completer::run(shared.clone(), done_rx));
         let upkeep = upkeep::spawn(shared.clone());
+        let scheduler = periodic::spawn(shared.clone());
 
         // The fetcher runs on the runtime's worker threads, beside the
         // stints it starts (not on a thread blocked on `run`, which would
@@ -446,6 +459,9 @@ impl Worker {
         // drains the channel and ends.
         let (stints, handed_back) = completer.await.unwrap_or_default();
         upkeep.stop().await;
+        if let Some(s) = scheduler {
+            s.abort();
+        }
         match shared
             .bounded(shared.store.deregister(&shared.process.id))
             .await

@@ -8,14 +8,17 @@
 //! `STINT_LEASE_TTL_MS`, `STINT_SHUTDOWN_TIMEOUT_MS`, `STINT_POLL_MS` (idle
 //! poll), `STINT_FLUSH_MS` (checkpoint flush interval), `STINT_PREFETCH`
 //! (jobs leased ahead at most), `STINT_NO_REAP` (only lease expiry finds
-//! dead processes, as across machines), `RUST_LOG` (default `info`).
+//! dead processes, as across machines), `STINT_PERIODIC` (periodic jobs,
+//! `;`-separated, each `NAME:EVERY_MS:KIND:OVERLAP[:ARGS_JSON]` with KIND
+//! `Noop` or `Count`, OVERLAP `skip` or `allow`), `RUST_LOG` (default
+//! `info`).
 //!
 //! It prints `READY PROCESS_ID` on stderr once started, and `EXIT
 //! stints=N handed_back=M` after a graceful stop.
 
 use std::time::Duration;
 
-use stint::Worker;
+use stint::{Overlap, Periodic, Worker};
 use stint_e2e::jobs::{Count, InsertRows, KillSelf, Noop};
 use stint_e2e::pg_jobs::InsertNumbers;
 use stint_e2e::redis_jobs::{self, AlwaysFails, HardWorker, Sleepy, Stamp};
@@ -27,6 +30,28 @@ fn env_ms(name: &str) -> Option<Duration> {
         .parse()
         .ok()
         .map(Duration::from_millis)
+}
+
+/// A periodic job from `NAME:EVERY_MS:KIND:OVERLAP[:ARGS_JSON]`.
+fn periodic(spec: &str) -> Periodic {
+    let parts: Vec<&str> = spec.splitn(5, ':').collect();
+    let [name, every, kind, overlap, rest @ ..] = parts.as_slice() else {
+        panic!("STINT_PERIODIC: {spec:?} is not NAME:EVERY_MS:KIND:OVERLAP[:ARGS_JSON]");
+    };
+    let args = rest.first().copied().unwrap_or("{}");
+    let every = Duration::from_millis(every.parse().expect("STINT_PERIODIC: EVERY_MS"));
+    let p = Periodic::every(*name, every);
+    let p = match *kind {
+        "Noop" => p.job(&Noop {}),
+        "Count" => p.job(&serde_json::from_str::<Count>(args).expect("STINT_PERIODIC: Count args")),
+        other => panic!("STINT_PERIODIC: unknown kind {other:?}"),
+    }
+    .expect("periodic job");
+    p.overlap(match *overlap {
+        "skip" => Overlap::Skip,
+        "allow" => Overlap::Allow,
+        other => panic!("STINT_PERIODIC: overlap {other:?} is neither skip nor allow"),
+    })
 }
 
 #[tokio::main]
@@ -93,6 +118,11 @@ async fn main() {
     if std::env::var_os("STINT_NO_REAP").is_some() {
         // Only lease expiry finds dead processes, as across machines.
         builder.config_mut().reap_local_processes = false;
+    }
+    if let Ok(spec) = std::env::var("STINT_PERIODIC") {
+        for one in spec.split(';').filter(|s| !s.is_empty()) {
+            builder = builder.periodic(periodic(one));
+        }
     }
     let worker = builder.build();
     eprintln!("READY {}", worker.handle().process_id());
