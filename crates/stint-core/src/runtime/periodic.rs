@@ -29,7 +29,10 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
         .filter(|p| {
             let ok = p.kind().is_some();
             if !ok {
-                tracing::error!(schedule = p.name(), "periodic job without a job (.job(&value)): not scheduled");
+                tracing::error!(
+                    schedule = p.name(),
+                    "periodic job without a job (.job(&value)): not scheduled"
+                );
             }
             ok
         })
