@@ -66,8 +66,8 @@ pub enum Schedule {
         tz: jiff::tz::TimeZone,
         /// The zone's name, for the spec text.
         tz_name: String,
-        /// The parsed expression.
-        cron: croner::Cron,
+        /// The parsed expression (boxed: it is much larger than a period).
+        cron: Box<croner::Cron>,
     },
     /// Every `period`, at the multiples of the period since the Unix epoch
     /// (so every process computes the same instants).
@@ -133,11 +133,11 @@ fn zoned(ms: i64, tz: &jiff::tz::TimeZone) -> Option<jiff::Zoned> {
 /// A period as text: `1s`, `90s`, `15m`, `2h`, `1500ms`.
 fn format_period(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
-    } else if ms % 3_600_000 == 0 {
+    } else if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
     } else {
         format!("{}s", ms / 1000)
@@ -191,7 +191,7 @@ impl Periodic {
                 expr: expr.trim().to_owned(),
                 tz: jiff::tz::TimeZone::UTC,
                 tz_name: "UTC".into(),
-                cron,
+                cron: Box::new(cron),
             },
         ))
     }

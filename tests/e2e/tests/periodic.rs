@@ -53,7 +53,11 @@ fn assert_contiguous(ticks: &[TickRecord], period_ms: i64) {
         );
     }
     for t in ticks {
-        assert_eq!(t.tick_ms % period_ms, 0, "a tick on the schedule's instants");
+        assert_eq!(
+            t.tick_ms % period_ms,
+            0,
+            "a tick on the schedule's instants"
+        );
     }
 }
 
@@ -116,11 +120,15 @@ async fn skip_never_runs_two_at_once_and_records_the_ticks_it_skips(ts: TestStor
     workers[1].kill9();
     wait_ticks(&ts, "slow", 12).await;
     // Let the last run finish before stopping, so that every run has ended.
-    wait_for(Duration::from_secs(30), "the last run to finish", || async {
-        let info = ts.store.schedules().await.expect("schedules");
-        let s = info.into_iter().find(|s| s.name == "slow")?;
-        (s.last_state == Some(JobState::Succeeded)).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the last run to finish",
+        || async {
+            let info = ts.store.schedules().await.expect("schedules");
+            let s = info.into_iter().find(|s| s.name == "slow")?;
+            (s.last_state == Some(JobState::Succeeded)).then_some(())
+        },
+    )
     .await;
     let mut alive: Vec<WorkerProc> = workers
         .into_iter()
@@ -167,7 +175,11 @@ async fn skip_never_runs_two_at_once_and_records_the_ticks_it_skips(ts: TestStor
             continue;
         }
         let run = last_run.expect("a skipped tick follows a run");
-        assert_eq!(t.jid, run.jid, "tick {} skipped for the run before it", t.tick_ms);
+        assert_eq!(
+            t.jid, run.jid,
+            "tick {} skipped for the run before it",
+            t.tick_ms
+        );
         assert!(
             spans[&run.jid].1 >= t.tick_ms,
             "tick {} skipped while its run had ended at {}",
