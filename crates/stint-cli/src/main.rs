@@ -22,6 +22,7 @@ macro_rules! print {
     };
 }
 
+mod cron;
 mod demo;
 mod format;
 mod migrate;
@@ -138,6 +139,13 @@ enum Cmd {
         #[arg(long, env = "STINT_WEB_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Lists the periodic jobs: schedule, spec, next run, last run with its
+    /// jid and state, ticks enqueued and skipped.
+    Cron {
+        /// Print JSON: an array of schedules.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pauses or resumes a whole queue.
     Queue {
         #[command(subcommand)]
@@ -248,6 +256,7 @@ async fn run(cli: Cli, store_given: bool) -> anyhow::Result<i32> {
         Cmd::Resume { jid } => ops::command(&t, JobCommand::Resume, &jid).await?,
         Cmd::Cancel { jid } => ops::command(&t, JobCommand::Cancel, &jid).await?,
         Cmd::Retry { jid } => ops::command(&t, JobCommand::Retry, &jid).await?,
+        Cmd::Cron { json } => cron::run(&t, json).await?,
         Cmd::Queue { action } => match action {
             QueueCmd::Pause { name } => ops::queue(&t, &name, true).await?,
             QueueCmd::Resume { name } => ops::queue(&t, &name, false).await?,
