@@ -41,7 +41,6 @@ script!(CONTROLS, "lua/controls.lua");
 script!(SPLIT, "lua/split.lua");
 script!(CLEAR_QUEUE, "lua/clear_queue.lua");
 script!(PROCESS_COMMAND, "lua/process_command.lua");
-script!(STOPPING, "lua/stopping.lua");
 
 /// The scripts that read where a job is (`lua/job.lua`, as the function
 /// `job_where({jid})`) before their own part.

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use stint_core::model::{Jid, JobState};
+use stint_core::periodic::ScheduleInfo;
 use stint_core::store::JobFilter;
 use stint_core::StoreError;
 
@@ -64,6 +65,11 @@ pub async fn queues(State(st): State<AppState>) -> ApiResult<Vec<stint_core::Que
 /// `GET /api/processes`: live processes with any pending quiet or stop.
 pub async fn processes(State(st): State<AppState>) -> ApiResult<Vec<views::ProcessView>> {
     Ok(Json(views::processes(&st.store).await?))
+}
+
+/// `GET /api/cron`: the periodic schedules with their last run and counts.
+pub async fn cron(State(st): State<AppState>) -> ApiResult<Vec<ScheduleInfo>> {
+    Ok(Json(st.store.schedules().await?))
 }
 
 /// The query of `GET /api/jobs` (and of the list pages).

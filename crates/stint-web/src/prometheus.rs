@@ -13,6 +13,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use stint_core::metrics::{Metrics, STINT_SECONDS_BUCKETS};
 use stint_core::model::{now_ms, JobState, QueueInfo, Stats};
+use stint_core::periodic::ScheduleInfo;
 use stint_core::store::JobFilter;
 
 use crate::api::ApiError;
@@ -50,6 +51,16 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
         }
     }
     write_gauges(&mut out, &stats, &by_kind);
+    match st.store.schedules().await {
+        Ok(s) => write_periodic(&mut out, &s),
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "# stint: the store lists no periodic schedules: {}",
+                one_line(&e.to_string())
+            );
+        }
+    }
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -58,6 +69,27 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
         out,
     )
         .into_response())
+}
+
+/// The ticks of the periodic schedules, counted by the store with each
+/// tick (`Store::push_tick`), by schedule and outcome.
+fn write_periodic(out: &mut String, schedules: &[ScheduleInfo]) {
+    let name = "stint_periodic_ticks_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Ticks of periodic schedules: enqueued, or skipped while the previous run was unfinished.",
+    );
+    for s in schedules {
+        for (outcome, n) in [("enqueued", s.enqueued), ("skipped", s.skipped)] {
+            let _ = writeln!(
+                out,
+                "{name}{{schedule=\"{}\",outcome=\"{outcome}\"}} {n}",
+                label(&s.name)
+            );
+        }
+    }
 }
 
 /// A label value with `\`, `"` and newlines escaped.

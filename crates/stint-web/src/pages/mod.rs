@@ -7,6 +7,7 @@
 pub mod job;
 pub mod lists;
 pub mod overview;
+pub mod periodic;
 pub mod queues;
 
 use axum::http::header;
@@ -123,7 +124,7 @@ pub fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-const NAV: [(&str, &str); 8] = [
+const NAV: [(&str, &str); 9] = [
     ("", "Overview"),
     ("queues", "Queues"),
     ("running", "Running"),
@@ -132,6 +133,7 @@ const NAV: [(&str, &str); 8] = [
     ("retries", "Retries"),
     ("dead", "Dead"),
     ("processes", "Processes"),
+    ("periodic", "Periodic"),
 ];
 
 /// The whole page around `content`.
