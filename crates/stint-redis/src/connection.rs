@@ -62,6 +62,8 @@ struct Inner {
     subscribed: AtomicBool,
     /// Stops the subscriber when the store is dropped.
     closed: Arc<tokio::sync::Notify>,
+    /// The blocking pops of idle processes (wake on any push).
+    landings: crate::landing::Landings,
 }
 
 impl Drop for Inner {
@@ -154,8 +156,10 @@ impl RedisStore {
         let shown = redact(url);
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Config(format!("bad Redis URL {shown}: {e}")))?;
+        let pushed = Arc::new(tokio::sync::Notify::new());
         let store = RedisStore {
             inner: Arc::new(Inner {
+                landings: crate::landing::Landings::new(client.clone(), pushed.clone()),
                 client,
                 conn: tokio::sync::Mutex::new(None),
                 url: shown.clone(),
@@ -163,7 +167,7 @@ impl RedisStore {
                 running: Mutex::new(HashMap::new()),
                 down: AtomicBool::new(false),
                 fetches: Mutex::new(HashMap::new()),
-                pushed: Arc::new(tokio::sync::Notify::new()),
+                pushed,
                 subscribed: AtomicBool::new(false),
                 closed: Arc::new(tokio::sync::Notify::new()),
             }),
@@ -244,6 +248,11 @@ impl RedisStore {
             tokio::spawn(wake::subscribe(client, pushed, closed));
         }
         self.inner.pushed.clone()
+    }
+
+    /// The blocking pops of idle processes (see `landing`).
+    pub(crate) fn landings(&self) -> &crate::landing::Landings {
+        &self.inner.landings
     }
 
     /// The id of the next fetch of `process`, and whether it replays one

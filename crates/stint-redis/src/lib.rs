@@ -14,6 +14,7 @@
 //! | key | type | content |
 //! | --- | --- | --- |
 //! | `stint:job:JID` | hash | state (outside a lease), payload in stint's places, checkpoint, stints, recoveries, pending command, history (`hN`), errors (`eN`) |
+//! | `stint:landing:PROCESS:QUEUE` | list | jobs an idle process's blocking pop took from the queue, not leased yet (`stint:landings:PROCESS`: its queues); see wake on any push below |
 //! | `stint:leases:PROCESS` | hash | the jobs the process runs: jid → stint, start, payload (reliable fetch) |
 //! | `stint:procs` | zset | process ids scored by lease expiry, in ms by the Redis clock |
 //! | `stint:proc:PROCESS` | hash | the process as stint lists it |
@@ -57,7 +58,7 @@
 //   transitions  push, fetch, checkpoint, controls   -> completion
 //   completion   the ends of stints
 //   processes    worker processes, process commands
-//   connection   the store's handle and connection   -> wake
+//   connection   the store's handle and connection   -> wake, landing
 //   shared: scripts (core's rules rendered + lua/), record -> payload,
 //           payload, keys, reply, wake
 mod admin;
@@ -65,6 +66,7 @@ mod commands;
 mod completion;
 mod connection;
 mod keys;
+mod landing;
 mod listing;
 mod lookup;
 mod maintenance;

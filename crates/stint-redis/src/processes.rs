@@ -70,6 +70,8 @@ pub(crate) async fn heartbeat(
 /// Removes a stopping process from both registries. Leases it still holds
 /// (none, normally) are recovered by the next sweep.
 pub(crate) async fn deregister(s: &RedisStore, process: &str) -> StoreResult<()> {
+    // Its blocking pops end, handing back what landed (landing.rs).
+    s.landings().stop(process);
     let mut pipe = redis::pipe();
     pipe.atomic()
         .zrem(keys::PROCS, process)

@@ -82,12 +82,18 @@ pub(crate) async fn fetch_or_wait(
     if !jobs.is_empty() {
         return Ok(jobs);
     }
+    // Idle: while this waits, blocking pops on the queues wake it too,
+    // whoever pushed (landing.rs).
+    let armed = s.arm_landing(process, queues);
     if tokio::time::timeout(wake::IDLE_WAIT, announced)
         .await
         .is_ok()
     {
-        return fetch(s, process, queues, limit).await;
+        let jobs = fetch(s, process, queues, limit).await;
+        armed.end(!matches!(&jobs, Ok(j) if !j.is_empty())).await;
+        return jobs;
     }
+    armed.end(true).await;
     Ok(jobs)
 }
 

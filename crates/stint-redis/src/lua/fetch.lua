@@ -1,6 +1,6 @@
 -- fetch(ARGV: process, limit, fetch id, replay, queue...): moves up to
 -- `limit` jobs from the right (oldest) end of the queues, in the order
--- given, into leases held by the process (a field of stint:leases:PROCESS
+-- given (for each queue, what landed for the process first: landing.rs), into leases held by the process (a field of stint:leases:PROCESS
 -- and one of stint:payloads:PROCESS each, written in one HSET per hash),
 -- marked with the fetch id. A job's own hash is only read, and only when it has one: a new job's
 -- first stint writes nothing per job until it ends. With replay = 1 (the
@@ -80,8 +80,11 @@ for i = 5, #ARGV do
   local want = limit - #pj
   if want <= 0 then break end
   local q = ARGV[i]
-  if redis.call('SISMEMBER', 'stint:paused-queues', q) == 0 then
-    local items = redis.call('RPOP', 'queue:' .. q, want)
+  if redis.call('SISMEMBER', 'stint:paused-queues', q) == 1 then
+    -- Landed (landing.rs) before the queue was paused: back to its head.
+    hand_back_landed(P, q)
+  else
+    local items = take_queued(P, q, want)
     if items then
       for _, payload in ipairs(items) do
         local jid, class, why = ids(payload)

@@ -191,3 +191,42 @@ local function write_counts(delta)
     end
   end
 end
+
+-- Wake on any push (landing.rs): an idle process's blocking BLMOVE moves a
+-- job from queue:Q into its landing list stint:landing:P:Q (left end: the
+-- oldest is at the right); stint:landings:P lists the queues it has one for.
+local function landing_key(P, q)
+  return 'stint:landing:' .. P .. ':' .. q
+end
+
+-- Up to `want` jobs of queue q for P, oldest first: what landed for P, then
+-- from the queue's right end.
+local function take_queued(P, q, want)
+  local items = redis.call('RPOP', landing_key(P, q), want)
+  if not items then return redis.call('RPOP', 'queue:' .. q, want) end
+  if #items < want then
+    local more = redis.call('RPOP', 'queue:' .. q, want - #items)
+    if more then
+      for _, x in ipairs(more) do items[#items + 1] = x end
+    end
+  end
+  return items
+end
+
+-- Puts what landed for P in queue q back at the head of the queue, the
+-- oldest at the head. Returns how many.
+local function hand_back_landed(P, q)
+  local key, n = landing_key(P, q), 0
+  while redis.call('LMOVE', key, 'queue:' .. q, 'LEFT', 'RIGHT') do n = n + 1 end
+  return n
+end
+
+-- Puts back everything that landed for P (a process gone), and forgets
+-- its landing lists.
+local function return_landed(P)
+  local set = 'stint:landings:' .. P
+  for _, q in ipairs(redis.call('SMEMBERS', set)) do
+    if hand_back_landed(P, q) > 0 then redis.call('SADD', 'queues', q) end
+  end
+  redis.call('DEL', set)
+end

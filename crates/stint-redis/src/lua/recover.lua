@@ -19,6 +19,7 @@ local function with_error(payload, msg)
 end
 
 local function forget_process(P)
+  return_landed(P)
   redis.call('ZREM', 'stint:procs', P)
   redis.call('DEL', 'stint:proc:' .. P, 'stint:leases:' .. P, 'stint:payloads:' .. P, P,
     P .. ':workers', P .. ':work')
