@@ -266,15 +266,14 @@ async fn run(cli: Cli, store_given: bool) -> anyhow::Result<i32> {
 }
 
 /// A jid as typed: 24 hexadecimal characters, in either case (stored jids
-/// are lower case).
+/// are lower case), or another system's jid as it wrote it (`Jid::parse`).
 fn parse_jid(s: &str) -> Result<Jid, String> {
     let s = s.trim();
-    if s.len() != 24 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!(
-            "'{s}' is not a jid: a jid is 24 hexadecimal characters"
-        ));
+    if s.len() == 24 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Jid::parse(&s.to_ascii_lowercase());
     }
-    Jid::parse(&s.to_ascii_lowercase())
+    // Another system's jid, as it wrote it (Jid::parse says what a jid is).
+    Jid::parse(s)
 }
 
 /// Writes a line to stdout; see `println!` above.

@@ -26,7 +26,23 @@ macro_rules! script {
     };
 }
 
-script!(FETCH, "lua/fetch.lua");
+// With the jid checks of lua/jids.lua first.
+pub(crate) static FETCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}{}\n{}",
+        *PRELUDE,
+        include_str!("lua/jids.lua"),
+        include_str!("lua/fetch.lua")
+    ))
+});
+pub(crate) static UNREADABLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}{}\n{}",
+        *PRELUDE,
+        include_str!("lua/jids.lua"),
+        include_str!("lua/unreadable.lua")
+    ))
+});
 script!(CHECKPOINT, "lua/checkpoint.lua");
 script!(COMPLETE, "lua/complete.lua");
 script!(RECOVER, "lua/recover.lua");

@@ -6,13 +6,13 @@
 
 use redis::Value;
 use stint_core::model::{now_ms, Checkpoint, Control, Jid, JobState, NewJob};
-use stint_core::store::{Completion, Lease, Leased, Outcome};
+use stint_core::store::{Lease, Leased};
 use stint_core::{StoreError, StoreResult};
 
 use crate::connection::{RedisStore, Running};
 use crate::record::{self, Hash};
 use crate::reply::{int, items, text};
-use crate::{completion, keys, payload, scripts, wake};
+use crate::{keys, payload, scripts, wake};
 
 /// Jobs one fetch moves at most (a bound on one script's run time).
 const MAX_FETCH: usize = 1_000;
@@ -211,27 +211,17 @@ async fn finish(
         out.push(Leased { job, lease });
     }
     if !unreadable.is_empty() {
-        let dead: Vec<Completion> = unreadable
-            .into_iter()
-            .filter_map(|(jid, stint, why)| {
-                let jid = Jid::parse(&jid).ok()?;
-                tracing::error!(%jid, "fetched a payload that does not read as a job ({why}): moved to dead");
-                let message = format!("the payload does not read as a job: {why}");
-                Some(Completion {
-                    lease: Lease {
-                        jid,
-                        process: process.to_owned(),
-                        stint,
-                    },
-                    checkpoint: None,
-                    outcome: Outcome::Dead {
-                        error: stint_core::model::ErrorInfo::new(message.clone(), vec![], 1),
-                        reason: message,
-                    },
-                })
-            })
-            .collect();
-        completion::complete(s, dead).await?;
+        // Each is kept as a dead job of its own (lua/unreadable.lua):
+        // nothing is written under the jid it was leased as, which may be
+        // another job's.
+        let mut inv = scripts::UNREADABLE.prepare_invoke();
+        inv.arg(process);
+        for (jid, _stint, why) in &unreadable {
+            inv.arg(jid)
+                .arg(format!("the payload does not read as a job: {why}"));
+        }
+        let kept: Value = s.watch(inv.invoke_async(&mut s.conn().await?).await)?;
+        log_malformed(items(kept));
     }
     Ok(out)
 }

@@ -6,9 +6,10 @@
 -- first stint writes nothing per job until it ends. With replay = 1 (the
 -- caller lost the reply of an earlier call with this id, as when Redis
 -- died before answering), the jobs that call leased are returned instead,
--- if it ran; otherwise it runs now. A payload that is not a job is moved
--- to `dead` inside a well-formed wrapper job (its text kept as args[0]),
--- never dropped.
+-- if it ran; otherwise it runs now. A payload that is not a job, or whose
+-- jid belongs to another job, is moved to `dead` inside a well-formed
+-- wrapper job with a jid of its own (its text kept as args[0]), never
+-- dropped. A payload without "queue" gets the queue it came from.
 -- Returns {now, {payload, meta, lease, payload, meta, lease...}, {{wrapper
 -- jid, queue, why}...}}, meta = "stints NL recoveries NL queue NL jid NL
 -- checkpoint", lease as written (the fence complete.lua's fast path checks
@@ -35,18 +36,10 @@ if ARGV[4] == '1' then
   if #jobs > 0 then return {now, jobs, bad} end
 end
 
-local function dead_letter(payload, q, why)
-  local jid = string.sub(redis.sha1hex(payload .. ':' .. now .. ':' .. #bad), 1, 24)
-  local msg = 'malformed payload in queue:' .. q .. ': ' .. why ..
-    '; the original text is kept as args[0] of this dead job'
-  local wrapper = cjson.encode({
-    class = 'stint::MalformedPayload', args = {payload}, jid = jid, queue = q,
-    retry = false, created_at = now / 1000, failed_at = now / 1000,
-    error_class = 'stint::MalformedPayload', error_message = msg})
-  redis.call('ZADD', 'dead', secs(now), wrapper)
-  redis.call('HSET', 'stint:job:' .. jid, 'state', 'dead', 'payload', wrapper, 'queue', q,
-    'kind', 'stint::MalformedPayload', 'reason', msg, 'finished', now)
-  bad[#bad + 1] = {jid, q, why}
+-- (keep_dead, in lua/jids.lua; `taken`: the job that already has the jid.)
+local function dead_letter(payload, q, why, taken)
+  local jid, msg = keep_dead(payload, q, now, #bad, why, taken)
+  bad[#bad + 1] = {jid, q, taken and msg or why}
 end
 
 -- The jid and class of a payload. The common case (each key once, plain
@@ -88,9 +81,7 @@ for i = 5, #ARGV do
     if items then
       for _, payload in ipairs(items) do
         local jid, class, why = ids(payload)
-        if jid and (jid == '' or #jid > 64 or find(jid, '%s')) then
-          jid, why = nil, 'no usable "jid" (1 to 64 characters, no spaces)'
-        end
+        if jid and not valid_jid(jid) then jid, why = nil, JID_RULE end
         if jid then
           local n = #pj + 1
           if find(class, '\n', 1, true) then class = string.gsub(class, '\n', ' ') end
@@ -102,6 +93,31 @@ for i = 5, #ARGV do
     end
   end
 end
+
+-- A payload whose jid is another job's (a client reused it) must not touch
+-- that job: it is kept as a dead job of its own (lua/jids.lua). Only its
+-- own top-level jid counts: a payload whose only "jid" is nested is
+-- malformed.
+local taken = taken_jids(pj, pc, pq, pp)
+if next(taken) then
+  local kj, kc, kq, kp = {}, {}, {}, {}
+  for k = 1, #pj do
+    if taken[k] then
+      local ok, job = pcall(cjson.decode, pp[k])
+      if ok and type(job) == 'table' and job.jid == pj[k] then
+        dead_letter(pp[k], pq[k], nil, taken[k])
+      else
+        dead_letter(pp[k], pq[k], 'no top-level "jid" string')
+      end
+    else
+      local n = #kj + 1
+      kj[n], kc[n], kq[n], kp[n] = pj[k], pc[k], pq[k], pp[k]
+    end
+  end
+  pj, pc, pq, pp = kj, kc, kq, kp
+end
+-- A payload without "queue" belongs to the queue it came from.
+for k = 1, #pp do pp[k] = with_queue(pp[k], pq[k]) end
 
 -- Jobs with a hash have run before (or were paused, split...): their
 -- stints so far, checkpoint and recoveries are read. One EXISTS tells

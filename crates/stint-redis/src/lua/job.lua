@@ -1,8 +1,8 @@
 -- job(ARGV: jid): one consistent read of a job. A running job is read from
 -- its lease (and its hash); a job in a place only stint has (waiting,
 -- paused, succeeded, cancelled) from its hash; a job in one of Sidekiq's places is found there (its hash, if any,
--- holds stint's extras): its queue, `schedule`, `retry` or `dead`, by a
--- scan as Sidekiq's own API does. Returns {state, payload, score, hash
+-- holds stint's extras): its queue, `schedule`, `retry` or `dead`, by its
+-- recorded payload or by reading the ends of each (bounded, below). Returns {state, payload, score, hash
 -- fields and values...} (score: the sorted-set score, or the queue of an
 -- enqueued job), or {} when the job is nowhere.
 local jid = ARGV[1]
@@ -50,25 +50,48 @@ local function is_it(member)
   return ok and type(job) == 'table' and job.jid == jid
 end
 
+-- Sidekiq's places are read in a bounded way (never a scan of a whole
+-- queue or set on a request path): the LOOK entries at each end of each
+-- queue and set. A job stint has a hash for is found by its recorded
+-- payload at once (ZSCORE) when in a sorted set; a job pushed by another
+-- client (or by stint) that sits deeper than that in a queue is not found
+-- until it is fetched ("not found, or not yet seen by stint").
+local LOOK = 1000
+
+local function ends(len)
+  if len <= 2 * LOOK then return {{0, len - 1}} end
+  return {{0, LOOK - 1}, {len - LOOK, len - 1}}
+end
+
 local function in_list(k)
-  local len = redis.call('LLEN', k)
-  for i = 0, len - 1, 1000 do
-    for _, m in ipairs(redis.call('LRANGE', k, i, i + 999)) do
-      if is_it(m) then return m end
+  for _, r in ipairs(ends(redis.call('LLEN', k))) do
+    if r[2] >= r[1] then
+      for _, m in ipairs(redis.call('LRANGE', k, r[1], r[2])) do
+        if is_it(m) then return m end
+      end
     end
   end
 end
 
 local function in_zset(k)
-  local len = redis.call('ZCARD', k)
-  for i = 0, len - 1, 1000 do
-    local m = redis.call('ZRANGE', k, i, i + 999, 'WITHSCORES')
-    for j = 1, #m, 2 do
-      if is_it(m[j]) then return m[j], m[j + 1] end
+  for _, r in ipairs(ends(redis.call('ZCARD', k))) do
+    if r[2] >= r[1] then
+      local m = redis.call('ZRANGE', k, r[1], r[2], 'WITHSCORES')
+      for j = 1, #m, 2 do
+        if is_it(m[j]) then return m[j], m[j + 1] end
+      end
     end
   end
 end
 
+local recorded = redis.call('HGET', key, 'payload')
+local places = {{'scheduled', 'schedule'}, {'retrying', 'retry'}, {'dead', 'dead'}}
+if recorded then
+  for _, place in ipairs(places) do
+    local score = redis.call('ZSCORE', place[2], recorded)
+    if score then return reply(place[1], recorded, score) end
+  end
+end
 local queues = redis.call('SMEMBERS', 'queues')
 local hint = redis.call('HGET', key, 'queue')
 if hint then table.insert(queues, 1, hint) end
@@ -76,7 +99,7 @@ for _, q in ipairs(queues) do
   local m = in_list('queue:' .. q)
   if m then return reply('enqueued', m, q) end
 end
-for _, place in ipairs({{'scheduled', 'schedule'}, {'retrying', 'retry'}, {'dead', 'dead'}}) do
+for _, place in ipairs(places) do
   local m, score = in_zset(place[2])
   if m then return reply(place[1], m, score) end
 end
