@@ -2,7 +2,8 @@
 //! directory, `pg_ctl start` on a free port of 127.0.0.1 (trust
 //! authentication, `fsync=off`), never the machine's shared server.
 //!
-//! `stop()` and `start()` restart it on the same data, so a test can take the
+//! `stop()` (or `crash()`, as `pg_ctl stop -m immediate`) and
+//! `start_again()` restart it on the same data, so a test can take the
 //! database away under running workers. Dropping it stops it at once; a
 //! watchdog process stops it too if the test process dies without dropping
 //! it (a `static` server, or `kill -9`).
@@ -16,7 +17,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The superuser `initdb` creates; the URLs log in as it.
@@ -29,7 +30,7 @@ pub struct PgServer {
     port: u16,
     /// `Some("postgres")` when the server binaries must run as that user.
     run_as: Option<String>,
-    running: bool,
+    running: AtomicBool,
     watchdog: Option<std::process::Child>,
 }
 
@@ -50,7 +51,7 @@ impl PgServer {
             bin,
             port: crate::free_port(),
             run_as,
-            running: false,
+            running: AtomicBool::new(false),
             watchdog: None,
         };
         if let Some(user) = &server.run_as {
@@ -127,12 +128,19 @@ impl PgServer {
 
     /// Stops the server (fast shutdown: clients are disconnected, running
     /// transactions roll back). The data stays for `start_again`.
-    pub fn stop(&mut self) -> io::Result<()> {
+    pub fn stop(&self) -> io::Result<()> {
         self.pg_ctl_stop("fast")
     }
 
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`: no
+    /// shutdown checkpoint; the next start recovers from the WAL). The data
+    /// stays for `start_again`.
+    pub fn crash(&self) -> io::Result<()> {
+        self.pg_ctl_stop("immediate")
+    }
+
     /// Starts the server again on the same data and port.
-    pub fn start_again(&mut self) -> io::Result<()> {
+    pub fn start_again(&self) -> io::Result<()> {
         let data = self.data_dir();
         let log = self.dir.path().join("server.log");
         let opts = format!(
@@ -156,7 +164,7 @@ impl PgServer {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
-        self.running = true;
+        self.running.store(true, Ordering::SeqCst);
         Ok(())
     }
 
@@ -169,8 +177,8 @@ impl PgServer {
         self.dir.path().join("data")
     }
 
-    fn pg_ctl_stop(&mut self, mode: &str) -> io::Result<()> {
-        if !self.running {
+    fn pg_ctl_stop(&self, mode: &str) -> io::Result<()> {
+        if !self.running.load(Ordering::SeqCst) {
             return Ok(());
         }
         let data = self.data_dir();
@@ -180,7 +188,7 @@ impl PgServer {
                 .args(["-w", "-t", "60", "-m", mode, "stop"]);
         })?;
         check(&out, "pg_ctl stop")?;
-        self.running = false;
+        self.running.store(false, Ordering::SeqCst);
         Ok(())
     }
 

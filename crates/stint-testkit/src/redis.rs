@@ -10,6 +10,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A running private redis-server.
@@ -17,7 +18,7 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     port: u16,
     extra: Vec<String>,
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
     watchdog: Option<Child>,
 }
 
@@ -36,7 +37,7 @@ impl RedisServer {
             dir,
             port: crate::free_port(),
             extra: options.iter().map(|o| o.to_string()).collect(),
-            child: None,
+            child: Mutex::new(None),
             watchdog: None,
         };
         server.restart()?;
@@ -66,12 +67,12 @@ impl RedisServer {
 
     /// The pid of the running server, if it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.lock().unwrap().as_ref().map(Child::id)
     }
 
     /// Kills the server with SIGKILL and waits for it to be gone.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -79,7 +80,7 @@ impl RedisServer {
 
     /// Starts the server (again) on the same directory and port, and waits
     /// until it answers PING (after it loaded its data).
-    pub fn restart(&mut self) -> io::Result<()> {
+    pub fn restart(&self) -> io::Result<()> {
         self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
@@ -101,7 +102,7 @@ impl RedisServer {
                     format!("cannot start redis-server (apt-get install redis-server): {e}"),
                 )
             })?;
-        self.child = Some(child);
+        *self.child.lock().unwrap() = Some(child);
         if !self.wait_ready(Duration::from_secs(20)) {
             let log =
                 std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
@@ -119,11 +120,11 @@ impl RedisServer {
 
     /// True once the server answers `PING` with `PONG` (not `-LOADING`), or
     /// asks for its password.
-    fn wait_ready(&mut self, timeout: Duration) -> bool {
+    fn wait_ready(&self, timeout: Duration) -> bool {
         use std::io::{Read, Write};
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+            if let Some(Ok(Some(_))) = self.child.lock().unwrap().as_mut().map(Child::try_wait) {
                 return false; // it exited
             }
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {

@@ -4,6 +4,7 @@
 //! an HTTP client and a headless Chromium.
 
 pub mod browser;
+pub mod chaos_jobs;
 pub mod harness;
 pub mod http;
 pub mod jobs;
