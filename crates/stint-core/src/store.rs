@@ -199,6 +199,15 @@ pub trait Store: Send + Sync + 'static {
     /// back.
     async fn deregister(&self, process: &str) -> StoreResult<()>;
 
+    /// Marks the process as stopping: it was told to stop (SIGTERM, a
+    /// deploy) and is handing its jobs back. A stopping process killed
+    /// before it finishes (SIGKILL after the grace period) was killed by
+    /// whoever stopped it, not by its jobs: the recovery of its leases does
+    /// not count towards the poison pill (`lifecycle::recover`'s
+    /// `stopping`). The first store call of a shutdown; a process the store
+    /// does not know is left alone.
+    async fn mark_stopping(&self, process: &str) -> StoreResult<()>;
+
     /// Marks a process as dead now (it is known to be gone, such as a pid
     /// that no longer exists on this host), so that its jobs are recovered
     /// at the next sweep without waiting for its lease to expire.
@@ -301,7 +310,9 @@ pub trait Store: Send + Sync + 'static {
     /// + 1, or to `dead` ("poison pill: recovered N times") once recovered
     /// more than `max_recoveries` times in a row without progress (a
     /// checkpoint with more items done than the last one resets the count,
-    /// so a long job survives any number of deploys that kill it).
+    /// so a long job survives any number of deploys that kill it). The
+    /// jobs of a process that was stopping (`mark_stopping`) go to the head
+    /// of their queues with `recoveries` unchanged.
     async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>>;
 
     // ---- operators ----

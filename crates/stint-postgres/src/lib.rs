@@ -279,6 +279,10 @@ impl Store for PgStore {
         processes::expire_process(&self.client().await?, process).await
     }
 
+    async fn mark_stopping(&self, process: &str) -> StoreResult<()> {
+        processes::mark_stopping(&self.client().await?, process).await
+    }
+
     async fn processes(&self) -> StoreResult<Vec<ProcessInfo>> {
         processes::processes(&self.client().await?).await
     }

@@ -48,25 +48,29 @@ pub async fn promote_due(c: &Client) -> StoreResult<u64> {
 /// Takes back the running jobs of processes whose leases expired (by the
 /// database's clock), as core's recovery rule says
 /// ([`render::sql_recovery`]: to the head of its queue, to `dead` past the
-/// limit $1, or as a pending operator command asked). Rows a live
+/// limit $1, or as a pending operator command asked; a process that was
+/// stopping adds no recovery). Rows a live
 /// transaction holds (a job's own `checkpoint_in`) are left for the next
 /// sweep.
 static RECOVER_SQL: LazyLock<String> = LazyLock::new(|| {
     let process = "COALESCE(gone.old_process, '?')";
-    let (state, reason) = render::sql_recovery("j.recoveries", "j.control", "$1", process);
+    let (recoveries, state, reason) =
+        render::sql_recovery("j.recoveries", "j.control", "$1", process, "gone.stopping");
     let stint_reason = render::sql_recovered_stint("COALESCE(rec.old_process, '?')");
     let finals = render::sql_final_states();
     let label = recovery::STINT_LABEL;
     format!(
         "
 WITH gone AS (
-    SELECT j.jid, j.process AS old_process FROM stint_jobs j
+    SELECT j.jid, j.process AS old_process,
+           COALESCE((SELECT p.stopping FROM stint_processes p WHERE p.id = j.process), false) AS stopping
+    FROM stint_jobs j
     WHERE j.state = 'running'
       AND NOT EXISTS (SELECT 1 FROM stint_processes p WHERE p.id = j.process AND p.expires_at >= now())
     FOR UPDATE OF j SKIP LOCKED
 ), rec AS (
     UPDATE stint_jobs j SET
-        recoveries = j.recoveries + 1,
+        recoveries = {recoveries},
         state = {state},
         reason = {reason},
         finished_at = CASE WHEN {state} IN {finals} THEN now() END,

@@ -64,6 +64,17 @@ pub async fn deregister(c: &Client, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Marks a process as stopping (`Store::mark_stopping`).
+pub async fn mark_stopping(c: &Client, id: &str) -> StoreResult<()> {
+    query(
+        c,
+        "UPDATE stint_processes SET stopping = true WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok(())
+}
+
 pub async fn expire_process(c: &Client, id: &str) -> StoreResult<()> {
     query(
         c,

@@ -9,7 +9,7 @@ use stint_core::{StoreError, StoreResult};
 use crate::conn::pg_err;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// A migration: its version, what it does, and its SQL (run in one
 /// transaction with the others of the same `migrate` call).
@@ -127,6 +127,14 @@ CREATE TABLE stint_metrics (
         version: 2,
         name: "periodic jobs: schedules and their ticks",
         sql: crate::periodic::MIGRATION,
+    },
+    Migration {
+        version: 3,
+        name: "processes: the stopping flag",
+        sql: "-- true once the process was told to stop (Store::mark_stopping): the
+-- recoveries of its jobs do not count towards the poison pill
+ALTER TABLE stint_processes ADD COLUMN stopping boolean NOT NULL DEFAULT false;
+",
     },
 ];
 

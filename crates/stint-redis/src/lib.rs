@@ -125,6 +125,10 @@ impl Store for RedisStore {
         processes::expire(self, process).await
     }
 
+    async fn mark_stopping(&self, process: &str) -> StoreResult<()> {
+        processes::mark_stopping(self, process).await
+    }
+
     async fn processes(&self) -> StoreResult<Vec<ProcessInfo>> {
         processes::live(self).await
     }

@@ -88,6 +88,13 @@ pub(crate) async fn deregister(s: &RedisStore, process: &str) -> StoreResult<()>
     s.watch(pipe.query_async::<()>(&mut s.conn().await?).await)
 }
 
+/// Marks a process as stopping (`lua/stopping.lua`).
+pub(crate) async fn mark_stopping(s: &RedisStore, process: &str) -> StoreResult<()> {
+    let mut inv = scripts::STOPPING.prepare_invoke();
+    inv.arg(process);
+    s.watch(inv.invoke_async::<()>(&mut s.conn().await?).await)
+}
+
 /// Marks a process's leases as expired now.
 pub(crate) async fn expire(s: &RedisStore, process: &str) -> StoreResult<()> {
     let mut conn = s.conn().await?;

@@ -57,6 +57,7 @@ script!(CONTROLS, "lua/controls.lua");
 script!(SPLIT, "lua/split.lua");
 script!(CLEAR_QUEUE, "lua/clear_queue.lua");
 script!(PROCESS_COMMAND, "lua/process_command.lua");
+script!(STOPPING, "lua/stopping.lua");
 script!(HAND_BACK, "lua/hand_back.lua");
 
 /// The scripts that read where a job is (`lua/job.lua`, as the function

@@ -230,6 +230,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn mark_stopping(&self, process: &str) -> StoreResult<()> {
+        let p = process.to_owned();
+        self.write(move |tx| processes::mark_stopping(tx, &p)).await
+    }
+
     async fn processes(&self) -> StoreResult<Vec<ProcessInfo>> {
         self.read(processes::processes).await
     }

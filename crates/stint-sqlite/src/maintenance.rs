@@ -47,12 +47,15 @@ struct Orphan {
     stint: u32,
     queue: String,
     control: Option<Control>,
+    /// Its process had been told to stop (`Store::mark_stopping`).
+    stopping: bool,
 }
 
 fn orphans(tx: &Connection, now: i64) -> StoreResult<Vec<Orphan>> {
     let mut stmt = tx
         .prepare_cached(
-            "SELECT j.jid, j.kind, j.process, j.recoveries, j.stints, j.queue, j.control
+            "SELECT j.jid, j.kind, j.process, j.recoveries, j.stints, j.queue, j.control,
+                    COALESCE((SELECT p.stopping FROM stint_processes p WHERE p.id = j.process), 0)
              FROM stint_jobs j
              WHERE j.state = 'running'
                AND NOT EXISTS (SELECT 1 FROM stint_processes p WHERE p.id = j.process AND p.expires_at >= ?1)",
@@ -71,6 +74,7 @@ fn orphans(tx: &Connection, now: i64) -> StoreResult<Vec<Orphan>> {
                     .get::<_, Option<String>>(6)?
                     .as_deref()
                     .and_then(Control::parse),
+                stopping: r.get::<_, i64>(7)? != 0,
             })
         })
         .map_err(db_err)?;
@@ -87,6 +91,7 @@ pub fn recover_orphans(tx: &Connection, max_recoveries: u32) -> StoreResult<Vec<
             orphan.control,
             max_recoveries,
             &orphan.process,
+            orphan.stopping,
         );
         let seq = head_seq(tx, &orphan.queue)?;
         let finished = verdict.state.is_final().then_some(now);

@@ -56,6 +56,17 @@ pub fn deregister(tx: &Connection, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Marks a process as stopping (`Store::mark_stopping`).
+pub fn mark_stopping(tx: &Connection, id: &str) -> StoreResult<()> {
+    exec(
+        tx,
+        "UPDATE stint_processes SET stopping = 1 WHERE id = ?1",
+        [id],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
 pub fn expire_process(tx: &Connection, id: &str) -> StoreResult<()> {
     exec(
         tx,

@@ -97,7 +97,11 @@ CREATE TABLE IF NOT EXISTS stint_metrics (
 
 /// Columns added to existing tables since they were first created, as
 /// (table, column, definition): a file made by an earlier build gets them.
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("stint_processes", "command", "TEXT")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("stint_processes", "command", "TEXT"),
+    // 1 once the process was told to stop (`Store::mark_stopping`)
+    ("stint_processes", "stopping", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// Creates the tables when missing; refuses a file written by a newer stint.
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -15,6 +15,10 @@ pub const POISON_PILL: &str =
 /// The reason recorded for a job put back in its queue; `{process}` is the
 /// process that died.
 pub const REQUEUED: &str = "recovered from process {process}, which died";
+/// The reason recorded for a job put back in its queue from a process that
+/// had been told to stop (a deploy's SIGTERM, then SIGKILL after its grace
+/// period); `{process}` is that process.
+pub const REQUEUED_STOPPING: &str = "recovered from process {process}, which was stopping";
 /// How the ended stint is recorded in the job's history; `{process}` is the
 /// process that died.
 pub const STINT_ENDED: &str = "process {process} died";
@@ -50,16 +54,31 @@ pub struct Verdict {
 /// a row: then it is a poison pill and goes to `dead`. (A checkpoint with
 /// more items done resets the count, so a long job survives any number of
 /// deploys that kill it.)
+///
+/// A process that was `stopping` (it had been told to stop and said so to
+/// the store, see `Store::mark_stopping`) was killed by whoever stopped it,
+/// not by its job: the recovery does not count towards the poison pill
+/// (the count stays as it was) and the job goes back to the head of its
+/// queue, saying so.
 pub fn recover(
     recoveries: u32,
     pending: Option<Control>,
     max_recoveries: u32,
     process: &str,
+    stopping: bool,
 ) -> Verdict {
-    let n = recoveries.saturating_add(1);
+    let n = if stopping {
+        recoveries
+    } else {
+        recoveries.saturating_add(1)
+    };
     let (state, reason) = match pending {
         Some(Control::Cancel) => (JobState::Cancelled, CANCELLED_PROCESS_DIED.to_owned()),
         Some(Control::Pause) => (JobState::Paused, PAUSED_PROCESS_DIED.to_owned()),
+        None if stopping => (
+            JobState::Enqueued,
+            fill(REQUEUED_STOPPING, &[("process", process)]),
+        ),
         None if n > max_recoveries => (JobState::Dead, fill(POISON_PILL, &[("n", &n.to_string())])),
         None => (JobState::Enqueued, fill(REQUEUED, &[("process", process)])),
     };
@@ -76,22 +95,39 @@ mod tests {
 
     #[test]
     fn the_recovery_past_the_limit_is_a_poison_pill_unless_an_operator_asked() {
-        assert_eq!(recover(2, None, 3, "p").state, JobState::Enqueued);
-        let v = recover(3, None, 3, "p");
+        assert_eq!(recover(2, None, 3, "p", false).state, JobState::Enqueued);
+        let v = recover(3, None, 3, "p", false);
         assert_eq!(v.state, JobState::Dead);
         assert_eq!(v.recoveries, 4);
         assert!(v.reason.contains("recovered 4 times"), "{}", v.reason);
         assert_eq!(
-            recover(3, Some(Control::Pause), 3, "p").state,
+            recover(3, Some(Control::Pause), 3, "p", false).state,
             JobState::Paused
         );
         assert_eq!(
-            recover(0, Some(Control::Cancel), 3, "p").state,
+            recover(0, Some(Control::Cancel), 3, "p", false).state,
             JobState::Cancelled
         );
         assert_eq!(
-            recover(0, None, 3, "host:1").reason,
+            recover(0, None, 3, "host:1", false).reason,
             "recovered from process host:1, which died"
+        );
+    }
+
+    #[test]
+    fn a_stopping_process_never_counts_towards_the_poison_pill() {
+        let v = recover(3, None, 3, "host:1", true);
+        assert_eq!(v.state, JobState::Enqueued);
+        assert_eq!(v.recoveries, 3);
+        assert_eq!(
+            v.reason,
+            "recovered from process host:1, which was stopping"
+        );
+        let v = recover(40, None, 3, "p", true);
+        assert_eq!((v.state, v.recoveries), (JobState::Enqueued, 40));
+        assert_eq!(
+            recover(3, Some(Control::Cancel), 3, "p", true).state,
+            JobState::Cancelled
         );
     }
 }

@@ -133,16 +133,25 @@ fn state_name(end: StintEnd, pending: Option<Control>) -> &'static str {
         .as_str()
 }
 
-/// The verdict of recovery as SQL expressions `(state, reason)` of the
-/// job's recoveries so far `recoveries`, its pending-control column
-/// `control`, the limit `max` and the dead process's id `process` (see
-/// [`recover`]).
-pub fn sql_recovery(recoveries: &str, control: &str, max: &str, process: &str) -> (String, String) {
+/// The verdict of recovery as SQL expressions `(recoveries, state,
+/// reason)` of the job's recoveries so far `recoveries`, its
+/// pending-control column `control`, the limit `max`, the dead process's id
+/// `process` and a boolean expression `stopping`, true when that process
+/// had been told to stop (see [`recover`]).
+pub fn sql_recovery(
+    recoveries: &str,
+    control: &str,
+    max: &str,
+    process: &str,
+    stopping: &str,
+) -> (String, String, String) {
     let n = format!("{recoveries} + 1");
+    debug_assert_eq!(recover(2, None, 3, "", true).recoveries, 2);
+    let count = format!("CASE WHEN {stopping} THEN {recoveries} ELSE {n} END");
     let mut state = format!("CASE {control}");
     let mut reason = format!("CASE {control}");
     for c in [Control::Cancel, Control::Pause] {
-        let v = recover(0, Some(c), u32::MAX, "");
+        let v = recover(0, Some(c), u32::MAX, "", false);
         state += &format!(
             " WHEN {} THEN {}",
             sql_str(c.as_str()),
@@ -151,17 +160,25 @@ pub fn sql_recovery(recoveries: &str, control: &str, max: &str, process: &str) -
         reason += &format!(" WHEN {} THEN {}", sql_str(c.as_str()), sql_str(&v.reason));
     }
     let poison = poison_rule(&n, max);
+    let stopped = recover(u32::MAX - 1, None, 0, "", true);
     state += &format!(
-        " ELSE CASE WHEN {poison} THEN {} ELSE {} END END",
+        " ELSE CASE WHEN {stopping} THEN {} WHEN {poison} THEN {} ELSE {} END END",
+        sql_str(stopped.state.as_str()),
         sql_str(JobState::Dead.as_str()),
         sql_str(JobState::Enqueued.as_str())
     );
     reason += &format!(
-        " ELSE CASE WHEN {poison} THEN {} ELSE {} END END",
+        " ELSE CASE WHEN {stopping} THEN {} WHEN {poison} THEN {} ELSE {} END END",
+        template(
+            recovery::REQUEUED_STOPPING,
+            &[("process", process)],
+            sql_str,
+            "||"
+        ),
         template(recovery::POISON_PILL, &[("n", &n)], sql_str, "||"),
         template(recovery::REQUEUED, &[("process", process)], sql_str, "||"),
     );
-    (state, reason)
+    (count, state, reason)
 }
 
 /// How the ended stint of a recovered job is recorded, as an SQL
@@ -178,8 +195,8 @@ pub fn sql_recovered_stint(process: &str) -> String {
 /// [`recover`]'s poison-pill condition on `n` recoveries in a row (this one
 /// included) and the limit `max`, as an expression.
 fn poison_rule(n: &str, max: &str) -> String {
-    debug_assert_eq!(recover(1, None, 1, "").state, JobState::Dead);
-    debug_assert_eq!(recover(0, None, 1, "").state, JobState::Enqueued);
+    debug_assert_eq!(recover(1, None, 1, "", false).state, JobState::Dead);
+    debug_assert_eq!(recover(0, None, 1, "", false).state, JobState::Enqueued);
     format!("({n}) > ({max})")
 }
 
@@ -200,8 +217,10 @@ pub fn lua_code(end: StintEnd) -> &'static str {
 /// A Lua prelude for the Redis store's scripts, holding the rules:
 /// - `AFTER_STINT[code][control]`: the state after a stint (`control` ''
 ///   when none is pending);
-/// - `recovery_verdict(n, control, max, process)` → state, reason, for a
-///   job recovered for the `n`th time in a row;
+/// - `recovery_verdict(n, control, max, process, stopping)` → state,
+///   reason, recoveries, for a job recovered for the `n`th time in a row
+///   (`stopping`: its process had been told to stop; then the count stays
+///   `n - 1`);
 /// - `RECOVERED_LABEL` and `recovered_stint(process)`: how the ended stint
 ///   is recorded;
 /// - `FINAL_STATE[state]`: true for the states no job leaves on its own;
@@ -224,18 +243,29 @@ pub fn lua_rules() -> String {
         lua += &format!("  {} = {{{}}},\n", lua_code(end), arms.join(", "));
     }
     lua += "}\n";
-    lua += "local function recovery_verdict(n, control, max, process)\n";
+    lua += "local function recovery_verdict(n, control, max, process, stopping)\n";
     for c in [Control::Cancel, Control::Pause] {
-        let v = recover(0, Some(c), u32::MAX, "");
+        let v = recover(0, Some(c), u32::MAX, "", false);
         lua += &format!(
-            "  if control == {} then return {}, {} end\n",
+            "  if control == {} then return {}, {}, (stopping and n - 1 or n) end\n",
             lua_str(c.as_str()),
             lua_str(v.state.as_str()),
             lua_str(&v.reason)
         );
     }
+    let stopped = recover(u32::MAX - 1, None, 0, "", true);
     lua += &format!(
-        "  if {} then return {}, {} end\n  return {}, {}\nend\n",
+        "  if stopping then return {}, {}, n - 1 end\n",
+        lua_str(stopped.state.as_str()),
+        template(
+            recovery::REQUEUED_STOPPING,
+            &[("process", "process")],
+            lua_str,
+            ".."
+        ),
+    );
+    lua += &format!(
+        "  if {} then return {}, {}, n end\n  return {}, {}, n\nend\n",
         poison_rule("n", "max"),
         lua_str(JobState::Dead.as_str()),
         template(recovery::POISON_PILL, &[("n", "n")], lua_str, ".."),
@@ -299,6 +329,17 @@ mod tests {
     }
 
     #[test]
+    fn the_sql_recovery_of_a_stopping_process_counts_nothing() {
+        let (count, state, reason) = sql_recovery("r", "c", "m", "p", "s");
+        assert_eq!(count, "CASE WHEN s THEN r ELSE r + 1 END");
+        assert!(
+            state.contains("ELSE CASE WHEN s THEN 'enqueued' WHEN (r + 1) > (m) THEN 'dead'"),
+            "{state}"
+        );
+        assert!(reason.contains("', which was stopping'"), "{reason}");
+    }
+
+    #[test]
     fn the_lua_rules_hold_every_end_and_the_recovery_verdict() {
         let lua = lua_rules();
         assert!(
@@ -307,6 +348,10 @@ mod tests {
         );
         assert!(
             lua.contains("if (n) > (max) then return 'dead', 'poison pill: recovered ' .. (n)"),
+            "{lua}"
+        );
+        assert!(
+            lua.contains("if stopping then return 'enqueued', 'recovered from process ' .. (process) .. ', which was stopping', n - 1 end"),
             "{lua}"
         );
     }

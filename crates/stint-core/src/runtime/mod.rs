@@ -422,6 +422,24 @@ impl Worker {
                     _ = stop => s.stop.cancel(),
                     _ = s.stop.cancelled() => {}
                 }
+                // The first store call of the stop: the process is marked
+                // stopping, so that if whoever stopped it kills it before it
+                // is done (SIGKILL after a deploy's grace period) its jobs'
+                // recoveries do not count towards the poison pill.
+                {
+                    let s = s.clone();
+                    tokio::spawn(async move {
+                        match s.bounded(s.store.mark_stopping(&s.process.id)).await {
+                            Some(Ok(())) => {
+                                tracing::debug!(process = %s.process.id, "marked stopping")
+                            }
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, "could not mark this process stopping")
+                            }
+                            None => {}
+                        }
+                    });
+                }
                 // The shutdown budget: whatever the store does, the worker
                 // exits within the shutdown timeout and a little more.
                 let budget = s.config.shutdown_timeout + FINAL_WRITES_GRACE;

@@ -1,6 +1,7 @@
 -- recover(ARGV: max recoveries, succeeded ttl s, max succeeded records):
 -- takes back the running jobs of processes whose leases expired by the
--- Redis clock (or that are gone from the registry), recoveries + 1, each
+-- Redis clock (or that are gone from the registry), recoveries + 1 (unless
+-- the process was stopping: mark_stopping), each
 -- where core's recovery rule sends it (recovery_verdict, in the generated
 -- prelude): the head of its queue with its checkpoint, `dead`, or paused /
 -- cancelled when an operator asked. Expired processes are removed
@@ -31,13 +32,16 @@ for _, P in ipairs(redis.call('SMEMBERS', 'stint:holders')) do
   local exp = tonumber(redis.call('ZSCORE', 'stint:procs', P))
   if not exp or exp < now then
     local all = redis.call('HGETALL', 'stint:leases:' .. P)
+    -- A process told to stop (mark_stopping) was killed by whoever stopped
+    -- it: its jobs' recoveries do not count towards the poison pill.
+    local stopping = redis.call('HGET', 'stint:proc:' .. P, 'stopping') == '1'
     for k = 1, #all, 2 do
       local jid, L = all[k], lease_unpack(all[k + 1])
       if L then
         local key = 'stint:job:' .. jid
         local h = redis.call('HMGET', key, 'recoveries', 'control', 'done')
-        local rec = (tonumber(h[1]) or 0) + 1
-        local state, reason = recovery_verdict(rec, h[2] or '', max, P)
+        local state, reason, rec = recovery_verdict((tonumber(h[1]) or 0) + 1, h[2] or '', max, P,
+          stopping)
         local payload = lease_payload(P, jid)
         if state == 'dead' then payload = with_error(payload, reason) end
         local f = {'state', state, 'stints', L.stint, 'recoveries', rec, 'process', '', 'control', '',

@@ -911,17 +911,36 @@ pub async fn recovery_case(
     rounds: &[Option<Control>],
     last_child: bool,
 ) {
+    let rounds: Vec<_> = rounds.iter().map(|c| (*c, false)).collect();
+    recovery_rounds(store, max, &rounds, last_child).await
+}
+
+/// Recovery rounds as [`recovery_case`], each `(pending, stopping)`: with
+/// `stopping` the process is marked stopping (`Store::mark_stopping`, as a
+/// worker told to stop does) before it dies, and [`recover`] is asked with
+/// `stopping`.
+pub async fn recovery_rounds(
+    store: Arc<dyn Store>,
+    max: u32,
+    rounds: &[(Option<Control>, bool)],
+    last_child: bool,
+) {
     let subject = Subject::push(&store, last_child).await;
     let jid = subject.jid.clone();
     let recovery = subject.name("recovery");
-    for (i, pending) in rounds.iter().copied().enumerate() {
+    for (i, (pending, stopping)) in rounds.iter().copied().enumerate() {
         let what = format!(
-            "{recovery} {} (limit {max}) with {}",
+            "{recovery} {} (limit {max}) with {}{}",
             i + 1,
             pending.map_or("nothing pending".to_owned(), |c| format!(
                 "a pending {}",
                 c.as_str()
-            ))
+            )),
+            if stopping {
+                ", its process stopping"
+            } else {
+                ""
+            }
         );
         let p = register_for(&store, &[subject.queue], LONG_TTL).await;
         let leased = fetch_one(&store, &p, subject.queue).await;
@@ -934,8 +953,11 @@ pub async fn recovery_case(
             request(&store, &jid, c, &what).await;
         }
         let before = record(&store, &jid).await;
-        let verdict = recover(before.recoveries, pending, max, &p);
+        let verdict = recover(before.recoveries, pending, max, &p, stopping);
         subject.mark(&store).await;
+        if stopping {
+            store.mark_stopping(&p).await.expect("mark_stopping");
+        }
 
         store.expire_process(&p).await.expect("expire_process");
         let recovered = store.recover_orphans(max).await.expect("recover_orphans");
@@ -1346,6 +1368,39 @@ pub async fn recover_past_the_limit_cancel_pending(store: Arc<dyn Store>) {
 /// With no recoveries allowed, the first one is a poison pill.
 pub async fn recover_none_allowed(store: Arc<dyn Store>) {
     recovery_case(store, 0, &[None], false).await
+}
+
+/// A job whose processes were each stopping when they died (a deploy's
+/// SIGTERM, then SIGKILL) is recovered far past the limit and never dead:
+/// such recoveries do not count.
+pub async fn recover_stopping_never_poison_pill(store: Arc<dyn Store>) {
+    recovery_rounds(store, 2, &[(None, true); 6], false).await
+}
+
+/// Recoveries from stopping processes do not count; those from processes
+/// that died on their own still do, up to the poison pill.
+pub async fn recover_stopping_then_dying(store: Arc<dyn Store>) {
+    let rounds = [
+        (None, true),
+        (None, false),
+        (None, true),
+        (None, true),
+        (None, false),
+        (None, true),
+        (None, false),
+    ];
+    recovery_rounds(store, 2, &rounds, false).await
+}
+
+/// A pending pause still wins when the stopping process dies.
+pub async fn recover_stopping_pause_pending(store: Arc<dyn Store>) {
+    recovery_rounds(
+        store,
+        0,
+        &[(None, true), (Some(Control::Pause), true)],
+        false,
+    )
+    .await
 }
 
 /// The last unfinished child's recovery with nothing pending: back to its
