@@ -39,3 +39,35 @@ fn split_import_merges_every_chunk_exactly_once() {
         .unwrap();
     assert_eq!(merges, 1, "the merge ran exactly once");
 }
+
+#[test]
+fn periodic_enqueues_a_tick_each_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("periodic.db").display());
+    let out = Command::new(example("periodic"))
+        .args(["--store", &url, "--seconds", "3"])
+        .output()
+        .expect("run example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ticks = stdout.lines().filter(|l| l.starts_with("tick ")).count();
+    assert!(ticks >= 2, "a tick each second for 3 s: {stdout}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("schedule tick (cron \"*/1 * * * * *\" UTC)"))
+        .unwrap_or_else(|| panic!("the schedule's summary: {stdout}"));
+    let enqueued: usize = summary
+        .split(": ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(
+        enqueued >= ticks,
+        "every run was an enqueued tick: {summary}"
+    );
+}
