@@ -130,12 +130,12 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
         }
     }
     conn.execute_batch(SCHEMA).map_err(crate::db::db_err)?;
+    conn.execute_batch(crate::periodic::SCHEMA)
+        .map_err(crate::db::db_err)?;
     for (table, column, definition) in ADDED_COLUMNS {
         let present = || -> Result<bool, StoreError> {
             conn.query_row(
                 &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
-    conn.execute_batch(crate::periodic::SCHEMA)
-        .map_err(crate::db::db_err)?;
                 [column],
                 |r| r.get(0),
             )
