@@ -86,6 +86,11 @@ impl StopSignal {
         self.kill.cancel();
     }
 
+    /// Whether `kill` was called.
+    pub(crate) fn is_killed(&self) -> bool {
+        self.kill.is_cancelled()
+    }
+
     /// Completes when `kill` is called.
     pub(crate) async fn killed(&self) {
         self.kill.cancelled().await

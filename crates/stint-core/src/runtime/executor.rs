@@ -97,8 +97,22 @@ async fn run_stint_in_span(
     // The stint runs in this task; a panic is caught as a failed stint, and
     // an abort (shutdown timeout) drops it.
     // So does a kill: its lease may expire before it reaches a checkpoint.
+    // The job's code is not polled once its lease may have expired
+    // (`upkeep::leases_overdue`): a process resumed after a pause longer than
+    // the lease must not take one more step of a stint that another process
+    // may have recovered, whichever of its tasks runs first.
+    let mut run = std::pin::pin!(std::panic::AssertUnwindSafe(fut).catch_unwind());
+    let guarded = std::future::poll_fn(|cx| {
+        if super::upkeep::leases_overdue(&shared) {
+            signal.kill();
+        }
+        if signal.is_killed() {
+            return std::task::Poll::Pending;
+        }
+        std::future::Future::poll(run.as_mut(), cx)
+    });
     let joined = tokio::select! {
-        joined = std::panic::AssertUnwindSafe(fut).catch_unwind() => Some(joined),
+        joined = guarded => Some(joined),
         _ = shared.abort.cancelled() => None,
         _ = signal.killed() => None,
     };

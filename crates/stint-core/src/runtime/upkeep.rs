@@ -40,6 +40,16 @@ const FENCE_AT: f64 = 0.7;
 /// their leases expired and let another process run the jobs.
 const KILL_AT: f64 = 0.85;
 
+/// Whether this process's leases may be about to expire: no heartbeat has
+/// reached the store for `KILL_AT` of the lease TTL (on the monotonic clock,
+/// which runs on while the process is stopped). A stint's code is never run
+/// past that moment (see `executor`), even before `lease_watch` gets to it:
+/// in a process resumed after a pause (SIGSTOP, a frozen VM) every timer
+/// fires at once, and the job's own may come first.
+pub(crate) fn leases_overdue(shared: &Shared) -> bool {
+    shared.renewed.lock().unwrap().elapsed() >= shared.config.lease_ttl.mul_f64(KILL_AT)
+}
+
 pub(crate) fn spawn(shared: Arc<Shared>) -> Upkeep {
     let stop = CancellationToken::new();
     let tasks = vec![
@@ -98,6 +108,12 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                 tracing::warn!(process = %shared.process.id,
                     "the store had expired this process (missed heartbeats); registering again; \
                      jobs recovered meanwhile refuse the writes of stints still running here");
+                // Their leases are gone (their jobs recovered, or about to
+                // be): the stints still here stop at once, before the new
+                // registration lets anything run again.
+                for s in shared.running.lock().unwrap().values() {
+                    s.kill();
+                }
                 shared
                     .store
                     .register(&shared.process, shared.config.lease_ttl)
