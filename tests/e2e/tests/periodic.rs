@@ -229,11 +229,13 @@ async fn missed_ticks_run_once_or_are_skipped(ts: TestStore) {
     let schedules = [
         hourly("catch-up", Missed::RunOnce),
         hourly("no-catch-up", Missed::Skip),
+        // Never ticked before: missed nothing, listed from the start.
+        hourly("fresh", Missed::RunOnce),
     ];
     // Each ran last two hours ago: one tick (the last hour's) was missed.
     let now = now_ms();
     let latest = schedules[0].schedule().latest_at_or_before(now).unwrap();
-    for p in &schedules {
+    for p in &schedules[..2] {
         let old = p.tick(latest - 2 * 3_600_000).unwrap();
         let out = ts.store.push_tick(&old).await.unwrap();
         assert!(matches!(out, TickOutcome::Enqueued(_)));
@@ -260,4 +262,16 @@ async fn missed_ticks_run_once_or_are_skipped(ts: TestStore) {
     );
     let skipped = ticks(&ts, "no-catch-up").await;
     assert_eq!(skipped.len(), 1, "Skip pushes nothing missed: {skipped:?}");
+    assert!(
+        ticks(&ts, "fresh").await.is_empty(),
+        "a new schedule missed nothing"
+    );
+    let listed = ts.store.schedules().await.expect("schedules");
+    let fresh = listed
+        .iter()
+        .find(|s| s.name == "fresh")
+        .expect("a worker registers its schedules when it starts");
+    assert_eq!(fresh.spec, "every 1h, missed: run once");
+    assert_eq!(fresh.next_run_ms, Some(latest + 3_600_000));
+    assert_eq!((fresh.last_tick_ms, fresh.enqueued), (None, 0));
 }

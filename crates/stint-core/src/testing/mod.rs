@@ -122,6 +122,7 @@ macro_rules! conformance_tests {
             skip_counts_only_unfinished_runs,
             allow_enqueues_while_the_previous_run_is_unfinished,
             schedules_list_last_run_and_counters,
+            ticks_are_trimmed_to_the_last_kept,
             // lifecycle.rs
             pause_of_scheduled,
             pause_of_enqueued,

@@ -280,3 +280,29 @@ pub async fn schedules_list_last_run_and_counters(store: Arc<dyn Store>) {
         "the last run's state now"
     );
 }
+
+/// A schedule keeps its last `KEPT_TICKS` ticks; older ones are trimmed,
+/// and are never pushed again all the same.
+pub async fn ticks_are_trimmed_to_the_last_kept(store: Arc<dyn Store>) {
+    use crate::periodic::KEPT_TICKS;
+    let n = KEPT_TICKS as i64 + 5;
+    for i in 1..=n {
+        push_tick(&store, &tick("often", i * 1000, Overlap::Allow)).await;
+    }
+    let kept = store.ticks("often", 0).await.expect("ticks");
+    assert_eq!(
+        kept.len(),
+        KEPT_TICKS,
+        "the last {KEPT_TICKS} ticks are kept"
+    );
+    assert_eq!(kept[0].tick_ms, n * 1000, "newest first");
+    assert_eq!(kept[KEPT_TICKS - 1].tick_ms, 6_000, "the oldest kept");
+    let again = push_tick(&store, &tick("often", 1_000, Overlap::Allow)).await;
+    assert_eq!(
+        again,
+        TickOutcome::AlreadyDone { jid: None },
+        "a trimmed tick is not pushed again"
+    );
+    let info = store.schedules().await.expect("schedules");
+    assert_eq!(info[0].enqueued, n as u64, "the counters count every tick");
+}
