@@ -61,6 +61,7 @@
 //   connection   the store's handle and connection   -> wake, landing
 //   shared: scripts (core's rules rendered + lua/), record -> payload,
 //           payload, keys, reply, wake
+mod active_job;
 mod admin;
 mod commands;
 mod completion;
@@ -80,6 +81,7 @@ mod split;
 mod transitions;
 mod wake;
 
+pub use active_job::{push_active_job, RAILS_WRAPPER, SIDEKIQ_WRAPPER};
 pub use connection::{RedisOptions, RedisStore};
 
 use std::time::Duration;

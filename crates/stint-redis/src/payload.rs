@@ -20,10 +20,16 @@
 //! - stint's own options that Sidekiq has no field for (backoff, maximum
 //!   stint time) go in a `"stint"` object, only when not the defaults.
 //!
+//! - A job of Rails' ActiveJob (its Sidekiq adapter's wrapper class) is of
+//!   the ActiveJob class's kind, with ActiveJob's arguments decoded: see
+//!   [`active_job`](crate::active_job).
+//!
 //! Fields stint does not know are kept intact whenever it rewrites a job.
 
 use serde_json::{json, Map, Value};
 use stint_core::model::{Backoff, ErrorInfo, Jid, JobOptions, NewJob};
+
+use crate::active_job;
 
 /// Sidekiq's default number of retries when `retry` is `true` or absent.
 const SIDEKIQ_DEFAULT_RETRIES: u32 = 25;
@@ -45,6 +51,9 @@ pub(crate) struct Parsed {
     pub enqueued_at_ms: Option<i64>,
     /// The error Sidekiq's fields describe, if any.
     pub error: Option<ErrorInfo>,
+    /// Why the job cannot run on stint at all (an ActiveJob argument stint
+    /// cannot decode): it goes to dead when fetched.
+    pub fatal: Option<String>,
 }
 
 /// Epoch ms as Sidekiq's float seconds.
@@ -139,11 +148,16 @@ pub(crate) fn parse(payload: &str) -> Result<Parsed, String> {
         .and_then(|e| e.get("args"))
         .and_then(Value::as_str)
         .is_some_and(|s| s == "wrapped");
-    let args = match m.get("args") {
+    let mut args = match m.get("args") {
         Some(Value::Array(a)) if wrapped && a.len() == 1 => a[0].clone(),
         Some(v) => v.clone(),
         None => Value::Array(vec![]),
     };
+    // Rails' ActiveJob: the ActiveJob class and its decoded arguments.
+    let (mut kind, mut fatal) = (kind, None);
+    if let Some(aj) = active_job::read(&m) {
+        (kind, args, fatal) = (aj.class, aj.args, aj.fatal);
+    }
     let max_attempts = match m.get("retry") {
         Some(Value::Bool(false)) => 1,
         Some(Value::Number(n)) => (n.as_i64().unwrap_or(0).clamp(0, 1_000_000) as u32) + 1,
@@ -190,6 +204,7 @@ pub(crate) fn parse(payload: &str) -> Result<Parsed, String> {
         created_at_ms: m.get("created_at").and_then(time_ms).unwrap_or(0),
         enqueued_at_ms: m.get("enqueued_at").and_then(time_ms),
         error,
+        fatal,
     })
 }
 
@@ -229,6 +244,7 @@ pub(crate) fn with_failure(
         m.insert("retry_count".into(), json!(attempts.saturating_sub(1)));
         m.insert("error_message".into(), json!(message));
         m.insert("error_class".into(), json!(ERROR_CLASS));
+        active_job::count_execution(m, attempts);
     })
 }
 

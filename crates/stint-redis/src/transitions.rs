@@ -162,6 +162,7 @@ async fn finish(
 ) -> StoreResult<Vec<Leased>> {
     let mut out = Vec::with_capacity(jobs.len());
     let mut unreadable = Vec::new();
+    let mut cannot_run = Vec::new();
     for pair in &jobs {
         let payload = text(&pair[0]);
         // stints, recoveries, queue, jid, checkpoint (lua/fetch.lua)
@@ -191,6 +192,7 @@ async fn finish(
                 continue;
             }
         };
+        let fatal = parsed.fatal.clone();
         let mut job = record::build(JobState::Running, parsed, None, &hash);
         job.queue = queue.clone();
         s.remember_running(
@@ -208,7 +210,24 @@ async fn finish(
             process: process.to_owned(),
             stint: stints,
         };
+        // A job that cannot run on stint at all (an ActiveJob argument
+        // stint cannot decode, see active_job.rs) is dead at once, no retry.
+        if let Some(why) = fatal {
+            tracing::error!(jid = %job.jid, kind = %job.kind, "{why}: moved to dead");
+            cannot_run.push(stint_core::store::Completion {
+                lease,
+                checkpoint: None,
+                outcome: stint_core::store::Outcome::Dead {
+                    error: stint_core::model::ErrorInfo::new(why.clone(), vec![], 1),
+                    reason: why,
+                },
+            });
+            continue;
+        }
         out.push(Leased { job, lease });
+    }
+    if !cannot_run.is_empty() {
+        crate::completion::complete(s, cannot_run).await?;
     }
     if !unreadable.is_empty() {
         // Each is kept as a dead job of its own (lua/unreadable.lua):
