@@ -33,7 +33,7 @@ for _, P in ipairs(redis.call('SMEMBERS', 'stint:holders')) do
   if not exp or exp < now then
     local all = redis.call('HGETALL', 'stint:leases:' .. P)
     -- A process told to stop (mark_stopping) was killed by whoever stopped
-    -- it: its jobs' recoveries do not count towards the poison pill.
+    -- it: recovery_verdict does not count its jobs' recoveries.
     local stopping = redis.call('HGET', 'stint:proc:' .. P, 'stopping') == '1'
     for k = 1, #all, 2 do
       local jid, L = all[k], lease_unpack(all[k + 1])
