@@ -98,7 +98,7 @@ end
 -- that job: it is kept as a dead job of its own (lua/jids.lua). Only its
 -- own top-level jid counts: a payload whose only "jid" is nested is
 -- malformed.
-local taken = taken_jids(pj, pc, pq, pp)
+local taken, keys, known = taken_jids(pj, pc, pq, pp)
 if next(taken) then
   local kj, kc, kq, kp = {}, {}, {}, {}
   for k = 1, #pj do
@@ -115,18 +115,21 @@ if next(taken) then
     end
   end
   pj, pc, pq, pp = kj, kc, kq, kp
+  keys, known = nil, nil
 end
 -- A payload without "queue" belongs to the queue it came from.
 for k = 1, #pp do pp[k] = with_queue(pp[k], pq[k]) end
 
 -- Jobs with a hash have run before (or were paused, split...): their
 -- stints so far, checkpoint and recoveries are read. One EXISTS tells
--- when none has, as for a queue of new jobs.
-local keys = {}
-for k = 1, #pj do keys[k] = 'stint:job:' .. pj[k] end
-local known = 0
-for s = 1, #keys, 1000 do
-  known = known + redis.call('EXISTS', unpack(keys, s, math.min(s + 999, #keys)))
+-- when none has, as for a queue of new jobs (taken_jids counted them
+-- already, unless it took some payloads out).
+if not keys then
+  keys, known = {}, 0
+  for k = 1, #pj do keys[k] = 'stint:job:' .. pj[k] end
+  for s = 1, #keys, 1000 do
+    known = known + redis.call('EXISTS', unpack(keys, s, math.min(s + 999, #keys)))
+  end
 end
 -- `now` as text once (a number is formatted anew at each concatenation).
 local started = tostring(now)

@@ -79,11 +79,13 @@ local NOT_QUEUED = {running = true, waiting = true, paused = true, succeeded = t
 -- payload is another kind's (a
 -- job stint moved to `retry` or `dead` may come back re-encoded by Ruby:
 -- the same kind is taken for the same job). Returns {[k] = {jid, kind,
--- state}} for those. A batch of jobs no one knows costs one SMEMBERS, one
--- HMGET per process holding leases, and two EXISTS.
+-- state}} for those, then the payloads' hash keys ('stint:job:JID') and
+-- how many of them exist. A batch of jobs no one knows costs one SMEMBERS,
+-- one HMGET per process holding leases, and two EXISTS (one of which the
+-- fetch needs anyway).
 local function taken_jids(pj, pc, pq, pp)
   local n, taken, seen = #pj, {}, {}
-  if n == 0 then return taken end
+  if n == 0 then return taken, {}, 0 end
   for k = 1, n do
     local first = seen[pj[k]]
     if first then
@@ -139,5 +141,5 @@ local function taken_jids(pj, pc, pq, pp)
       end
     end
   end
-  return taken
+  return taken, jobs, known
 end
