@@ -64,6 +64,8 @@
 mod active_job;
 mod admin;
 mod commands;
+#[cfg(test)]
+mod compat;
 mod completion;
 mod connection;
 mod keys;

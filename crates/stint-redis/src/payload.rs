@@ -16,7 +16,9 @@
 //! - `retry_count` is failed attempts - 1 (absent before the first failure),
 //!   as Sidekiq keeps it; the error fields are Sidekiq's.
 //! - Times are written as float epoch seconds (Sidekiq 6 and 7) and read as
-//!   either float seconds or integer milliseconds (Sidekiq 8).
+//!   either float seconds or integer milliseconds (Sidekiq 8); a time
+//!   written into a payload whose `created_at` is integer milliseconds
+//!   (`failed_at`, `retried_at`, `enqueued_at`) is integer milliseconds too.
 //! - stint's own options that Sidekiq has no field for (backoff, maximum
 //!   stint time) go in a `"stint"` object, only when not the defaults.
 //!
@@ -211,6 +213,21 @@ pub(crate) fn parse(payload: &str) -> Result<Parsed, String> {
 /// Sidekiq's `error_class` for errors stint records.
 pub(crate) const ERROR_CLASS: &str = "StintError";
 
+/// A time written into an existing payload, in the payload's own
+/// convention: integer milliseconds when its `created_at` (or
+/// `enqueued_at`) is one (Sidekiq 8), else float seconds.
+fn stamp(m: &Map<String, Value>, ms: i64) -> Value {
+    let millis = m
+        .get("created_at")
+        .or_else(|| m.get("enqueued_at"))
+        .is_some_and(|v| v.is_i64() && v.as_i64().is_some_and(|n| n.abs() >= 100_000_000_000));
+    if millis {
+        json!(ms)
+    } else {
+        json!(secs(ms))
+    }
+}
+
 fn rewrite(payload: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> Result<String, String> {
     let mut m = object(payload)?;
     edit(&mut m);
@@ -235,7 +252,7 @@ pub(crate) fn with_failure(
                     .collect();
             }
         }
-        let at = json!(secs(error.at_ms));
+        let at = stamp(m, error.at_ms);
         if m.contains_key("retry_count") {
             m.insert("retried_at".into(), at);
         } else {
@@ -261,7 +278,8 @@ pub(crate) fn without_attempts(payload: &str) -> Result<String, String> {
 /// included).
 pub(crate) fn enqueued_now(payload: &str, now_ms: i64) -> Result<String, String> {
     rewrite(payload, |m| {
-        m.insert("enqueued_at".into(), json!(secs(now_ms)));
+        let at = stamp(m, now_ms);
+        m.insert("enqueued_at".into(), at);
     })
 }
 

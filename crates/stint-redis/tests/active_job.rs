@@ -60,13 +60,23 @@ async fn rails_perform_later_runs_the_stint_handler_of_the_active_job_class() {
     let jids: Value = serde_json::from_str(&ruby(&url, "active_job.rb", &[])).expect("jids");
     let jid = |k: &str| Jid::parse(jids[k].as_str().unwrap()).unwrap();
     let redis = RedisStore::connect(&url).await.expect("connect");
-    let flaky = push_active_job(&redis, "FlakyJob", vec![json!(7), json!("f.csv")], "default")
-        .await
-        .expect("push");
+    let flaky = push_active_job(
+        &redis,
+        "FlakyJob",
+        vec![json!(7), json!("f.csv")],
+        "default",
+    )
+    .await
+    .expect("push");
     let store: Arc<dyn Store> = Arc::new(redis);
 
     // Listed before it runs as the ActiveJob class, not the wrapper.
-    let listed = store.job(&jid("import")).await.unwrap().expect("listed").job;
+    let listed = store
+        .job(&jid("import"))
+        .await
+        .unwrap()
+        .expect("listed")
+        .job;
     assert_eq!(listed.kind, "ImportJob");
     assert_eq!(listed.state, JobState::Enqueued);
 
@@ -105,7 +115,10 @@ async fn rails_perform_later_runs_the_stint_handler_of_the_active_job_class() {
     assert_eq!(import[1], json!("x"));
     assert_eq!(import[2], json!({"a": 1}));
     assert_eq!(import[3], json!("sym"));
-    assert!(import[4].as_str().is_some_and(|t| t.contains('T')), "Time: {import:?}");
+    assert!(
+        import[4].as_str().is_some_and(|t| t.contains('T')),
+        "Time: {import:?}"
+    );
     assert_eq!(import[5], json!(172_800), "2.days");
     let times = ran
         .iter()
