@@ -145,6 +145,7 @@ struct Chaos<'a> {
     /// Pushes that failed (the server went away): stored or not, to see.
     uncertain: Vec<(Jid, u64)>,
     foreign: Vec<Foreign>,
+    foreign_events: u64,
     figures: Figures,
     violations: Vec<String>,
 }
@@ -345,19 +346,21 @@ impl<'a> Chaos<'a> {
         running.into_iter().next().map(|j| j.jid)
     }
 
+    /// One foreign payload, of each kind in turn.
     async fn foreign_push(&mut self) {
-        let n = self.foreign.len();
+        let n = self.foreign_events;
         let marker = format!("chaos-foreign-{n}-{}", self.rng.next());
         if self.ts.backend == Backend::Redis {
             self.foreign_redis(marker).await;
         } else {
             self.foreign_sql(marker).await;
         }
+        self.foreign_events += 1;
     }
 
     async fn foreign_redis(&mut self, marker: String) {
         let fresh = Jid::new();
-        let (what, payload, jid) = match self.rng.below(5) {
+        let (what, payload, jid) = match self.foreign_events % 5 {
             0 => (
                 "text that is not JSON",
                 format!("{{not json at all {marker}"),
@@ -435,7 +438,7 @@ impl<'a> Chaos<'a> {
     }
 
     async fn foreign_sql(&mut self, marker: String) {
-        match self.rng.below(4) {
+        match self.foreign_events % 4 {
             0 | 1 => {
                 // A jid some job already has: alone, or beside a fresh one.
                 let Some(taken) = self.running_job().await else {
@@ -599,6 +602,7 @@ async fn chaos_every_item_once_no_two_stints_at_once_nothing_lost(ts: TestStore)
         jobs: BTreeMap::new(),
         uncertain: Vec::new(),
         foreign: Vec::new(),
+        foreign_events: 0,
         figures: Figures::default(),
         violations: Vec::new(),
     };
@@ -613,6 +617,7 @@ async fn chaos_every_item_once_no_two_stints_at_once_nothing_lost(ts: TestStore)
     let end = Instant::now() + Duration::from_secs(secs);
     let mut next_event = Instant::now() + c.rng.ms(1_000, 3_000);
     let mut next_push = Instant::now() + c.rng.ms(800, 2_000);
+    let mut next_foreign = Instant::now() + c.rng.ms(1_000, 4_000);
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(50)).await;
         c.tend();
@@ -620,6 +625,10 @@ async fn chaos_every_item_once_no_two_stints_at_once_nothing_lost(ts: TestStore)
         if now >= next_push && c.server_up() {
             c.push_job().await;
             next_push = now + c.rng.ms(800, 2_000);
+        }
+        if now >= next_foreign && c.server_up() {
+            c.foreign_push().await;
+            next_foreign = Instant::now() + c.rng.ms(1_000, 4_000);
         }
         if now >= next_event {
             next_event = now + c.rng.ms(1_000, 3_000);
@@ -633,15 +642,10 @@ async fn chaos_every_item_once_no_two_stints_at_once_nothing_lost(ts: TestStore)
                 continue;
             }
             match c.rng.below(100) {
-                0..=24 => c.kill(),
-                25..=44 => c.stop(),
-                45..=64 => c.term(),
-                65..=76 => c.outage(),
-                _ => {
-                    if c.server_up() {
-                        c.foreign_push().await
-                    }
-                }
+                0..=29 => c.kill(),
+                30..=54 => c.stop(),
+                55..=79 => c.term(),
+                _ => c.outage(),
             }
         }
     }
