@@ -8,6 +8,7 @@ use deadpool_postgres::{
     Connect, Hook, HookError, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use futures::future::BoxFuture;
+use stint_core::url::{number_option, split_options};
 use stint_core::{StoreError, StoreResult};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Config, NoTls};
@@ -44,38 +45,22 @@ impl Default for PgOptions {
 /// configuration and the options.
 pub(crate) fn parse_url(url: &str) -> StoreResult<(Config, PgOptions)> {
     let mut opts = PgOptions::default();
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, q),
-        None => (url, ""),
-    };
-    let mut rest = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let ms = || {
-            v.parse::<u64>().map(Duration::from_millis).map_err(|_| {
-                StoreError::Config(format!(
-                    "{k}={v:?} in the store URL is not a number of milliseconds"
-                ))
-            })
-        };
+    let (driver_url, ours) =
+        split_options(url, &["pool_size", "idle_wait_ms", "connect_timeout_ms"]);
+    for (k, v) in ours {
+        let n = number_option(url, k, v)?;
         match k {
-            "pool_size" => {
-                opts.pool_size = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    StoreError::Config(format!(
-                        "pool_size={v:?} in the store URL is not a positive number"
-                    ))
-                })?;
+            "pool_size" if n == 0 => {
+                return Err(StoreError::Config(format!(
+                    "pool_size=0 in {}: the pool needs at least one connection",
+                    redact(url)
+                )))
             }
-            "idle_wait_ms" => opts.idle_wait = ms()?,
-            "connect_timeout_ms" => opts.connect_timeout = ms()?,
-            _ => rest.push(pair),
+            "pool_size" => opts.pool_size = n as usize,
+            "idle_wait_ms" => opts.idle_wait = Duration::from_millis(n),
+            _ => opts.connect_timeout = Duration::from_millis(n),
         }
     }
-    let driver_url = if rest.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", rest.join("&"))
-    };
     let mut config = Config::from_str(&driver_url).map_err(|e| {
         StoreError::Config(format!(
             "{} is not a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE): {e}",

@@ -10,6 +10,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, RedisError};
 use stint_core::model::Jid;
+use stint_core::url::{number_option, split_options};
 use stint_core::{StoreError, StoreResult};
 
 use crate::wake;
@@ -109,33 +110,15 @@ pub(crate) fn store_error(e: RedisError) -> StoreError {
 /// Splits stint's own options off a Redis URL.
 fn parse_url(url: &str) -> StoreResult<(String, RedisOptions)> {
     let mut options = RedisOptions::default();
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, q),
-        None => (url, ""),
-    };
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let number = || {
-            v.parse::<u64>().map_err(|_| {
-                StoreError::Config(format!(
-                    "{k}={v:?} in {}: expected a whole number",
-                    redact(url)
-                ))
-            })
-        };
+    let (redis_url, ours) = split_options(url, &["succeeded_ttl", "succeeded_max"]);
+    for (k, v) in ours {
+        let n = number_option(url, k, v)?;
         match k {
-            "succeeded_ttl" => options.succeeded_ttl = Duration::from_secs(number()?),
-            "succeeded_max" => options.succeeded_max = number()?.max(1),
-            _ => kept.push(pair),
+            "succeeded_ttl" => options.succeeded_ttl = Duration::from_secs(n),
+            _ => options.succeeded_max = n.max(1),
         }
     }
-    let url = if kept.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Ok((url, options))
+    Ok((redis_url, options))
 }
 
 /// `redis://user:secret@host` as `redis://user:***@host`.
