@@ -18,7 +18,7 @@ use stint_testkit::redis::RedisServer;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_job_completes_when_redis_restarts_mid_run() {
     const JOBS: usize = 3_000;
-    let mut server = RedisServer::start().expect("redis-server");
+    let server = RedisServer::start().expect("redis-server");
     let url = server.url();
     let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&url).await.expect("connect"));
     let jobs: Vec<NewJob> = (0..JOBS)
