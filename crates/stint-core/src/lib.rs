@@ -19,6 +19,7 @@ pub mod periodic;
 mod runtime;
 mod split;
 pub mod store;
+pub mod trace;
 pub mod url;
 
 #[cfg(feature = "testing")]

@@ -104,5 +104,6 @@ pub fn job_from_row(row: &Row) -> StoreResult<JobRecord> {
         control: control.as_deref().and_then(Control::parse),
         error: error.and_then(|e| serde_json::from_value::<ErrorInfo>(e).ok()),
         reason: get(row, 17)?,
+        traceparent: None,
     })
 }

@@ -22,6 +22,9 @@
 //! - stint's own options that Sidekiq has no field for (backoff, maximum
 //!   stint time) go in a `"stint"` object, only when not the defaults.
 //!
+//! - `traceparent` (top level, as OpenTelemetry's Sidekiq instrumentation
+//!   writes it) is the job's trace context (`JobRecord::traceparent`); a
+//!   push inside a traced span writes its own (`stint_core::trace`).
 //! - A job of Rails' ActiveJob (its Sidekiq adapter's wrapper class) is of
 //!   the ActiveJob class's kind, with ActiveJob's arguments decoded: see
 //!   [`active_job`](crate::active_job).
@@ -56,6 +59,9 @@ pub(crate) struct Parsed {
     /// Why the job cannot run on stint at all (an ActiveJob argument stint
     /// cannot decode): it goes to dead when fetched.
     pub fatal: Option<String>,
+    /// The W3C trace context of the pusher's span (`traceparent`, as
+    /// OpenTelemetry's Sidekiq instrumentation writes it).
+    pub traceparent: Option<String>,
 }
 
 /// Epoch ms as Sidekiq's float seconds.
@@ -107,6 +113,11 @@ pub(crate) fn encode_new(job: &NewJob, now_ms: i64) -> (String, Option<f64>) {
     }
     if !extra.is_empty() {
         m.insert("stint".into(), Value::Object(extra));
+    }
+    // Inside a traced span (feature "otel"), the job carries its context,
+    // as OpenTelemetry's Sidekiq instrumentation writes it.
+    if let Some(tp) = stint_core::trace::current_traceparent() {
+        m.insert("traceparent".into(), json!(tp));
     }
     let at = job
         .run_at
@@ -207,6 +218,10 @@ pub(crate) fn parse(payload: &str) -> Result<Parsed, String> {
         enqueued_at_ms: m.get("enqueued_at").and_then(time_ms),
         error,
         fatal,
+        traceparent: m
+            .get("traceparent")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 

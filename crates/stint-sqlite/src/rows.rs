@@ -48,5 +48,6 @@ pub fn job_from_row(row: &Row) -> rusqlite::Result<JobRecord> {
         control: control.as_deref().and_then(Control::parse),
         error: error.and_then(|e| serde_json::from_str::<ErrorInfo>(&e).ok()),
         reason: row.get(17)?,
+        traceparent: None,
     })
 }

@@ -22,15 +22,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Trace context: a job carrying a W3C `traceparent` (pushed inside a
+//! traced span by stint, or by a Ruby app with
+//! opentelemetry-instrumentation-sidekiq) runs its stint's span as a child
+//! of the pusher's span, and a stint push inside a traced span writes the
+//! span's `traceparent` into the job (once [`layer`] has been called; see
+//! `stint_core::trace`).
+//!
 //! The exporter reads the standard `OTEL_EXPORTER_OTLP_*` variables
 //! (endpoint, headers, timeout); `OTEL_SERVICE_NAME` overrides the service
 //! name given here.
 
+use std::collections::HashMap;
+
+use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetryLayer;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::registry::LookupSpan;
 
 pub use opentelemetry_otlp::ExporterBuildError;
@@ -77,8 +89,30 @@ where
         )
         .build();
     let tracer = provider.tracer("stint");
+    stint_core::trace::install(stint_core::trace::TraceHooks {
+        current: current_traceparent,
+        set_parent,
+    });
     Ok((
         tracing_opentelemetry::layer().with_tracer(tracer),
         OtelGuard { provider },
     ))
+}
+
+/// The W3C `traceparent` of the current span, when it is traced: what a
+/// push inside it writes into the job.
+fn current_traceparent() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// Makes the trace context `traceparent` (a job's) the parent of `span`
+/// (its stint's).
+fn set_parent(span: &tracing::Span, traceparent: &str) {
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    // Fails only when the span is not exported (no OpenTelemetry layer).
+    let _ = span.set_parent(cx);
 }

@@ -198,6 +198,10 @@ pub struct JobRecord {
     pub error: Option<ErrorInfo>,
     /// Why the job is dead or cancelled, or why its last stint ended.
     pub reason: Option<String>,
+    /// The W3C trace context of the span that pushed the job, when it
+    /// carries one (see `crate::trace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// How one stint ended.

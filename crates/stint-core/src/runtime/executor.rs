@@ -32,7 +32,12 @@ pub(crate) async fn run_stint(
         queue = %leased.job.queue,
         attempt = leased.job.attempts + 1,
         stint = leased.lease.stint,
+        traceparent = tracing::field::Empty,
     );
+    // The pusher's trace (crate::trace): the stint's span is its child.
+    if let Some(tp) = &leased.job.traceparent {
+        crate::trace::adopt(&span, tp);
+    }
     tracing::Instrument::instrument(run_stint_in_span(shared, leased, signal), span).await
 }
 
