@@ -7,7 +7,12 @@
 //!   first and RENAMEd into the queue, the clock runs from the first job
 //!   taken to the queue's last, and the ratio is printed;
 //! - push rates of stint's client, one job per round trip and in bulk;
-//! - push-to-start latency p50 / p99 with an idle stint worker.
+//! - push-to-start latency p50 / p99 with an idle stint worker;
+//! - push-to-start latency p50 / p99 of jobs pushed by Ruby's
+//!   `Sidekiq::Client.push` (`tests/ruby/stamp_push.rb`: one job every
+//!   20 ms, its push time in µs as its argument), to an idle stint worker
+//!   (woken by its blocking pops: Ruby announces nothing) and to an idle
+//!   `sidekiq` process (`tests/ruby/stamp_worker.rb`).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -257,6 +262,83 @@ async fn latency(server: &RedisServer, conn: &mut ConnectionManager, samples: us
     (pct(0.50), pct(0.99))
 }
 
+/// The latencies recorded in `test:latency` (µs), once `samples` are in.
+async fn latencies(conn: &mut ConnectionManager, samples: usize) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lat: Vec<u64> = loop {
+        let got: Vec<u64> = redis_cmd(conn, &["LRANGE", "test:latency", "0", "-1"]).await;
+        if got.len() >= samples || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!lat.is_empty(), "no job recorded its latency");
+    lat.sort_unstable();
+    lat
+}
+
+/// p50 and p99 of sorted µs, in ms.
+fn p50_p99(lat: &[u64]) -> (f64, f64) {
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
+    (pct(0.50), pct(0.99))
+}
+
+/// Runs `ruby tests/ruby/stamp_push.rb SAMPLES` against the server.
+fn ruby_push(server: &RedisServer, samples: usize) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ruby/stamp_push.rb");
+    let out = Command::new("ruby")
+        .arg(script)
+        .arg(samples.to_string())
+        .env("REDIS_URL", server.url())
+        .output()
+        .expect("run ruby");
+    assert!(
+        out.status.success(),
+        "stamp_push.rb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Push-to-start latency of jobs pushed by Ruby's Sidekiq client: to an
+/// idle stint worker, then to an idle Sidekiq process (None when Ruby's
+/// Sidekiq is not installed).
+async fn ruby_latency(
+    server: &RedisServer,
+    conn: &mut ConnectionManager,
+    samples: usize,
+) -> Option<((f64, f64), (f64, f64))> {
+    if sidekiq_version() == "(not installed)" {
+        return None;
+    }
+    let _: () = redis_cmd(conn, &["FLUSHALL"]).await;
+    let worker = spawn(
+        Command::new(test_worker_bin())
+            .arg(server.url())
+            .arg("10")
+            .env("RUST_LOG", "warn"),
+    );
+    wait_registered(conn, "the stint worker").await;
+    // Its first empty fetch arms the blocking pops.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ruby_push(server, samples);
+    let stint = p50_p99(&latencies(conn, samples).await);
+    stop(worker);
+
+    let _: () = redis_cmd(conn, &["FLUSHALL"]).await;
+    let ruby = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ruby/stamp_worker.rb");
+    let sidekiq = spawn(
+        Command::new("sidekiq")
+            .args(["-c", "10", "-q", "default", "-r", ruby])
+            .env("REDIS_URL", server.url()),
+    );
+    wait_registered(conn, "sidekiq").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ruby_push(server, samples);
+    let sidekiq_lat = p50_p99(&latencies(conn, samples).await);
+    stop(sidekiq);
+    Some((stint, sidekiq_lat))
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` only checks that
@@ -299,6 +381,18 @@ async fn main() {
     );
     let (p50, p99) = latency(&server, &mut conn, if quick { 20 } else { 500 }).await;
     println!("push-to-start latency, idle worker: p50 {p50:.2} ms, p99 {p99:.2} ms");
+    let ruby_samples = if quick { 20 } else { 500 };
+    let ruby_lat = ruby_latency(&server, &mut conn, ruby_samples).await;
+    match ruby_lat {
+        Some(((s50, s99), (k50, k99))) => {
+            println!(
+                "push-to-start latency, jobs pushed by Ruby's Sidekiq::Client ({ruby_samples}): \
+                 idle stint worker p50 {s50:.2} ms, p99 {s99:.2} ms; \
+                 idle Sidekiq p50 {k50:.2} ms, p99 {k99:.2} ms"
+            );
+        }
+        None => println!("push-to-start from Ruby: sidekiq not installed; skipped"),
+    }
     let runs = [
         (10, "", "concurrency 10, succeeded jobs kept 1 h (default)"),
         (50, "", "concurrency 50, succeeded jobs kept 1 h (default)"),
@@ -313,11 +407,19 @@ async fn main() {
             "concurrency 50, succeeded jobs not kept (as Sidekiq)",
         ),
     ];
-    let mut rates = Vec::new();
+    let mut rates: Vec<(&str, f64)> = Vec::new();
     for (concurrency, query, what) in runs {
         let rate = stint_rate(&server, &mut conn, &f, concurrency, query).await;
         println!("stint, reliable fetch, {what}: {rate:>9.0} jobs/s");
         rates.push((what, rate));
+    }
+    if let Some(((s50, s99), (k50, k99))) = ruby_lat {
+        let best = rates.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+        println!(
+            "Ruby push to start: stint p50 {s50:.2} / p99 {s99:.2} ms, \
+             Sidekiq p50 {k50:.2} / p99 {k99:.2} ms; \
+             stint no-op throughput up to {best:.0} jobs/s"
+        );
     }
     if let Some(sk) = sidekiq_rate(&server, &mut conn, &f).await {
         println!("Sidekiq, basic fetch, concurrency 10: {sk:>9.0} jobs/s");
