@@ -220,9 +220,9 @@ impl RedisStore {
     }
 
     /// A future that completes at the next push announced on
-    /// `stint:pushed` (by stint's clients and promotions; Ruby's pushes are
-    /// not announced, and an idle worker finds them at its next poll). The
-    /// first call starts the subscriber.
+    /// `stint:pushed` (by stint's clients and promotions), or when a job
+    /// lands for a waiting fetch (`landing`: any client's push). The first
+    /// call starts the subscriber.
     pub(crate) fn pushed(&self) -> Arc<tokio::sync::Notify> {
         if !self.inner.subscribed.swap(true, Ordering::SeqCst) {
             let client = self.inner.client.clone();

@@ -3,7 +3,8 @@
 //! nothing waits up to `IDLE_WAIT` for one before it returns empty
 //! (`transitions::fetch_or_wait`), so a job pushed to an idle worker starts
 //! within a round trip or two, not a poll interval. A push no one announces
-//! (a Ruby client's) is found when the wait ends.
+//! (a Ruby client's) wakes the wait through the blocking pops of
+//! `landing`.
 
 use std::sync::Arc;
 use std::time::Duration;
