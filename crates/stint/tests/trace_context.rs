@@ -76,7 +76,7 @@ fn a_jobs_traceparent_parents_the_exported_stint_span_and_pushes_carry_theirs() 
         // As the runtime makes a stint's span (runtime/executor.rs).
         let span = tracing::info_span!("stint", traceparent = tracing::field::Empty);
         stint_core::trace::adopt(&span, &format!("00-{TRACE_ID}-{PARENT_ID}-01"));
-        span.in_scope(|| stint_core::trace::current_traceparent())
+        span.in_scope(stint_core::trace::current_traceparent)
     });
     drop(guard); // flushes
     let pushed = pushed.expect("a push inside a traced span has a traceparent");
