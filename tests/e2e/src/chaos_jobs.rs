@@ -16,7 +16,10 @@ use stint::{Ctx, Job, JobError};
 ///
 /// Before each batch it records in `chaos_batches` of the SQLite file `db`
 /// (on a connection of its own, committed at once) the stint, the process,
-/// the items and the wall-clock time (µs) at which the batch began.
+/// the items and the wall-clock time (µs) at which the batch began: when the
+/// job's code resumed from the await before it. (A process frozen in the
+/// synchronous code after that finishes the batch when it is thawed, as no
+/// runtime can prevent; it must not begin another.)
 ///
 /// The rows go to the SQLite file `db` (the store's own file on the SQLite
 /// store), or to the PostgreSQL database `pg`. With `transactional`, each
@@ -61,8 +64,14 @@ pub fn now_us() -> i64 {
 }
 
 impl ChaosRows {
-    fn record_batch(&self, ctx: &Ctx, first: u64, upto: u64) -> Result<(), JobError> {
-        let conn = open_connection(&self.db)?;
+    /// Records that the batch `first..upto` began at `begun_us`.
+    fn record_batch(
+        conn: &rusqlite::Connection,
+        ctx: &Ctx,
+        first: u64,
+        upto: u64,
+        begun_us: i64,
+    ) -> Result<(), JobError> {
         tokio::task::block_in_place(|| {
             conn.execute(
                 "INSERT INTO chaos_batches (jid, stint, pid, first, upto, begun_us)
@@ -73,7 +82,7 @@ impl ChaosRows {
                     std::process::id(),
                     first as i64,
                     upto as i64,
-                    now_us()
+                    begun_us
                 ],
             )
         })?;
@@ -87,10 +96,13 @@ impl ChaosRows {
         let driver = tokio::spawn(conn);
         let jid = ctx.jid().as_str().to_owned();
         let (stint, pid) = (ctx.stint() as i32, std::process::id() as i32);
+        let side = open_connection(&self.db)?;
         while next < self.n {
             tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+            // The batch begins as the job's code resumes from its last await.
+            let begun = now_us();
             let upto = (next + self.batch.max(1)).min(self.n);
-            self.record_batch(ctx, next, upto)?;
+            Self::record_batch(&side, ctx, next, upto, begun)?;
             let tx = client.transaction().await?;
             tx.execute(
                 "INSERT INTO chaos_rows (jid, n, stint, pid) \
@@ -124,10 +136,13 @@ impl Job for ChaosRows {
         let mut conn = open_connection(&self.db)?;
         let jid = ctx.jid().as_str().to_owned();
         let (stint, pid) = (ctx.stint(), std::process::id());
+        let side = open_connection(&self.db)?;
         while next < self.n {
             tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+            // The batch begins as the job's code resumes from its last await.
+            let begun = now_us();
             let upto = (next + self.batch.max(1)).min(self.n);
-            self.record_batch(ctx, next, upto)?;
+            Self::record_batch(&side, ctx, next, upto, begun)?;
             tokio::task::block_in_place(|| -> Result<(), JobError> {
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
