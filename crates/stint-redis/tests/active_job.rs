@@ -165,3 +165,54 @@ async fn rails_perform_later_runs_the_stint_handler_of_the_active_job_class() {
         .unwrap();
     assert_eq!(listed[0].kind, "FlakyJob", "listed as the ActiveJob class");
 }
+
+/// `push_active_job` enqueues a job a Rails worker (Sidekiq with Rails'
+/// ActiveJob adapter) runs as `EchoJob.perform(7, "f.csv")`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stint_push_in_active_jobs_shape_runs_on_a_rails_worker() {
+    let server = RedisServer::start().expect("redis-server");
+    let url = server.url();
+    let store = RedisStore::connect(&url).await.expect("connect");
+    push_active_job(&store, "EchoJob", vec![json!(7), json!("f.csv")], "rails")
+        .await
+        .expect("push");
+    let mut sidekiq = std::process::Command::new("sidekiq")
+        .args([
+            "-c",
+            "1",
+            "-q",
+            "rails",
+            "-r",
+            &common::ruby_script("active_job_worker.rb"),
+        ])
+        .env("REDIS_URL", &url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sidekiq (apt-get install ruby-sidekiq ruby-activejob)");
+    let ran = wait_for(Duration::from_secs(60), "Rails to run EchoJob", || async {
+        let mut c = conn(&url).await;
+        let ran: Vec<String> = redis::cmd("LRANGE")
+            .arg("test:rails_ran")
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut c)
+            .await
+            .ok()?;
+        ran.first()
+            .map(|r| serde_json::from_str::<Value>(r).unwrap())
+    })
+    .await;
+    unsafe {
+        libc::kill(sidekiq.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = sidekiq.wait();
+    assert_eq!(ran["args"], json!([7, "f.csv"]));
+    assert_eq!(ran["queue"], json!("rails"));
+    assert_eq!(
+        ran["executions"],
+        json!(1),
+        "ActiveJob counts this execution"
+    );
+}
