@@ -43,6 +43,7 @@ pub(crate) static UNREADABLE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/unreadable.lua")
     ))
 });
+script!(PUSH, "lua/push.lua");
 script!(CHECKPOINT, "lua/checkpoint.lua");
 script!(COMPLETE, "lua/complete.lua");
 script!(RECOVER, "lua/recover.lua");

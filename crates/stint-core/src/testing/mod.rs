@@ -69,6 +69,7 @@ macro_rules! conformance_tests {
             concurrent_fetchers_never_share_a_job,
             push_many_in_one_call,
             push_batch_keeps_order,
+            push_of_a_known_jid_is_a_duplicate,
             // completion.rs
             checkpoint_then_succeed,
             complete_without_checkpoint_keeps_saved_one,

@@ -276,3 +276,46 @@ pub async fn push_batch_keeps_order(store: Arc<dyn Store>) {
     assert_eq!(first[first.len() - 1].job.jid, last_of_batch);
     assert_eq!(fetch_one(&store, &p, "big").await.job.jid, after);
 }
+
+/// A push reusing the jid of a job the store knows (running, succeeded, or
+/// twice in the same push) is `Duplicate` and stores nothing of that push;
+/// the known job is untouched.
+pub async fn push_of_a_known_jid_is_a_duplicate(store: Arc<dyn Store>) {
+    let running = push_one(&store, job_in("default", 1)).await;
+    let finished = push_one(&store, job_in("default", 2)).await;
+    let p = register(&store, LONG_TTL).await;
+    let leased = fetch(&store, &p, "default", 2).await;
+    assert_eq!(jids(&leased), vec![running.clone(), finished.clone()]);
+    let done = leased.iter().find(|l| l.job.jid == finished).unwrap();
+    complete_ok(
+        &store,
+        &done.lease,
+        Some(checkpoint(2, 2)),
+        crate::store::Outcome::Succeeded { result: None },
+    )
+    .await;
+    let fresh = job_in("default", 3);
+    for (what, used) in [("running", &running), ("succeeded", &finished)] {
+        let mut again = job_in("other", 4);
+        again.jid = used.clone();
+        match store.push(vec![fresh.clone(), again]).await {
+            Err(crate::error::StoreError::Duplicate(jid)) => assert_eq!(&jid, used, "{what}"),
+            other => panic!("a push reusing a {what} job's jid: {other:?}"),
+        }
+    }
+    let mut twice = job_in("default", 5);
+    twice.jid = fresh.jid.clone();
+    match store.push(vec![fresh.clone(), twice]).await {
+        Err(crate::error::StoreError::Duplicate(jid)) => assert_eq!(jid, fresh.jid),
+        other => panic!("a push with a jid twice: {other:?}"),
+    }
+    assert_eq!(
+        store.job(&fresh.jid).await.expect("job"),
+        None,
+        "nothing stored"
+    );
+    assert_nothing_to_fetch(&store, &p, "default").await;
+    assert_nothing_to_fetch(&store, &p, "other").await;
+    assert_eq!(record(&store, &running).await.state, JobState::Running);
+    assert_eq!(record(&store, &finished).await.state, JobState::Succeeded);
+}
