@@ -188,3 +188,32 @@ async fn a_job_landed_in_a_queue_paused_meanwhile_is_handed_back() {
     let got = store.fetch(&p.id, &queues, 1).await.expect("fetch");
     assert_eq!(got[0].job.jid, landed);
 }
+
+/// A job in a landing list (taken by a blocking pop, not leased yet) is
+/// found by a lookup, as enqueued in its queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landed_job_is_found_by_a_lookup() {
+    let server = RedisServer::start().expect("redis-server");
+    let url = server.url();
+    let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&url).await.expect("connect"));
+    let p = ProcessInfo::for_this_process(vec!["default".into()], 1);
+    store
+        .register(&p, Duration::from_secs(60))
+        .await
+        .expect("register");
+    let landed = Jid::new();
+    let mut c = conn(&url).await;
+    let _: () = redis::pipe()
+        .lpush(
+            format!("stint:landing:{}:default", p.id),
+            ruby_job(&landed, "default"),
+        )
+        .sadd(format!("stint:landings:{}", p.id), "default")
+        .sadd("stint:holders", &p.id)
+        .query_async(&mut c)
+        .await
+        .expect("set up");
+    let job = store.job(&landed).await.expect("job").expect("found").job;
+    assert_eq!(job.state, stint_core::JobState::Enqueued);
+    assert_eq!(job.queue, "default");
+}

@@ -99,6 +99,14 @@ for _, q in ipairs(queues) do
   local m = in_list('queue:' .. q)
   if m then return reply('enqueued', m, q) end
 end
+-- Taken from its queue by an idle process's blocking pop and about to be
+-- leased (landing.rs): still enqueued.
+for _, P in ipairs(redis.call('SMEMBERS', 'stint:holders')) do
+  for _, q in ipairs(redis.call('SMEMBERS', 'stint:landings:' .. P)) do
+    local m = in_list(landing_key(P, q))
+    if m then return reply('enqueued', m, q) end
+  end
+end
 for _, place in ipairs(places) do
   local m, score = in_zset(place[2])
   if m then return reply(place[1], m, score) end
