@@ -14,6 +14,8 @@ use stint_core::testing::*;
 use stint_redis::RedisStore;
 use stint_testkit::redis::RedisServer;
 
+mod common;
+
 async fn store(server: &RedisServer) -> (Arc<dyn Store>, redis::aio::MultiplexedConnection) {
     let store: Arc<dyn Store> =
         Arc::new(RedisStore::connect(&server.url()).await.expect("connect"));
@@ -277,4 +279,54 @@ async fn looking_a_job_up_reads_a_bounded_part_of_a_big_queue() {
         .await
         .unwrap_or_default();
     eprintln!("looking up a missing jid with {n} jobs queued: {missing_ms:.1} ms (slowlog entries over 10 ms: {})", slow.len());
+}
+
+/// The attack as a Ruby app makes it: `Sidekiq::Client.push` with the jid
+/// of a job a stint worker process is running. The running job finishes as
+/// if nothing happened; the Ruby payload is a dead job of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ruby_push_reusing_a_running_jid_leaves_the_running_job_alone() {
+    let server = RedisServer::start().expect("redis-server");
+    let url = server.url();
+    let (store, _conn) = store(&server).await;
+    let mut job = job_in("default", 1);
+    job.kind = "Count".into();
+    job.args = json!({"n": 30, "sleep_ms": 50, "db": ""});
+    let jid = job.jid.clone();
+    store.push(vec![job]).await.expect("push");
+    let dir = tempfile::tempdir().unwrap();
+    let mut worker = common::WorkerProc::start(dir.path(), &url, 2, &[]);
+    common::wait_for(Duration::from_secs(20), "the job to run", || async {
+        let d = store.job(&jid).await.ok()??;
+        (d.job.state == JobState::Running).then_some(())
+    })
+    .await;
+    let pushed = common::ruby(&url, "push_jid.rb", &["X", "default", jid.as_str()]);
+    assert_eq!(pushed.trim(), jid.as_str());
+    let d = common::wait_for(Duration::from_secs(30), "the job to succeed", || async {
+        let d = store.job(&jid).await.ok()??;
+        (d.job.state == JobState::Succeeded).then_some(d)
+    })
+    .await;
+    assert_eq!((d.job.kind.as_str(), d.job.attempts), ("Count", 0));
+    assert_eq!(d.job.checkpoint.done, 30);
+    let dead = dead(&store).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let (kept, text, reason) = &dead[0];
+    assert_ne!(kept, &jid);
+    assert!(text.contains("\"dup\""), "{text}");
+    assert!(
+        reason.starts_with(&format!(
+            "jid {jid} is already used by job {jid} (kind Count, state running); this payload was kept under jid {kept}"
+        )),
+        "{reason}"
+    );
+    worker.signal(libc::SIGTERM);
+    assert!(
+        worker
+            .wait(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "log:\n{}",
+        worker.log_text()
+    );
 }
