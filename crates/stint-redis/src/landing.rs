@@ -220,9 +220,11 @@ impl Drop for Armed {
     fn drop(&mut self) {
         if !self.ended {
             let ids = self.store.landings().disarm(&self.process);
-            if !ids.is_empty() {
+            // (Dropped outside a runtime, as when one shuts down: the
+            // blocking calls end at their timeout.)
+            if let (false, Ok(rt)) = (ids.is_empty(), tokio::runtime::Handle::try_current()) {
                 let store = self.store.clone();
-                tokio::spawn(async move { unblock(&store, ids).await });
+                rt.spawn(async move { unblock(&store, ids).await });
             }
         }
     }
