@@ -84,6 +84,8 @@ for i = 5, #ARGV do
         if jid and not valid_jid(jid) then jid, why = nil, JID_RULE end
         if jid then
           local n = #pj + 1
+          -- An ActiveJob's kind is its ActiveJob class (active_job.rs).
+          class = plain_string(payload, '"wrapped":') or class
           if find(class, '\n', 1, true) then class = string.gsub(class, '\n', ' ') end
           pj[n], pc[n], pq[n], pp[n] = jid, class, q, payload
         else
