@@ -58,18 +58,19 @@ script!(CONTROLS, "lua/controls.lua");
 script!(SPLIT, "lua/split.lua");
 script!(CLEAR_QUEUE, "lua/clear_queue.lua");
 script!(PROCESS_COMMAND, "lua/process_command.lua");
-script!(STOPPING, "lua/stopping.lua");
 script!(HAND_BACK, "lua/hand_back.lua");
+script!(STOPPING, "lua/stopping.lua");
 
 /// The scripts that read where a job is (`lua/job.lua`, as the function
-/// `job_where({jid})`) before their own part.
+/// `job_where({jid})`, and `lua/run_state.lua`) before their own part.
 macro_rules! script_finding_jobs {
     ($name:ident, $file:literal) => {
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
             Script::new(&format!(
-                "{}local function job_where(ARGV)\n{}\nend\n{}",
+                "{}local function job_where(ARGV)\n{}\nend\n{}\n{}",
                 *PRELUDE,
                 include_str!("lua/job.lua"),
+                include_str!("lua/run_state.lua"),
                 include_str!($file)
             ))
         });

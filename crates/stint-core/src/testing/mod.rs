@@ -124,6 +124,7 @@ macro_rules! conformance_tests {
             allow_enqueues_while_the_previous_run_is_unfinished,
             schedules_list_last_run_and_counters,
             ticks_are_trimmed_to_the_last_kept,
+            skip_sees_a_run_deep_in_its_queue,
             // lifecycle.rs
             pause_of_scheduled,
             pause_of_enqueued,

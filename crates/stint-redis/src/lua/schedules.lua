@@ -6,7 +6,7 @@ for _, name in ipairs(redis.call('SORT', 'stint:crons', 'ALPHA')) do
   local key = 'stint:cron:' .. name
   local prev = redis.call('HGET', key, 'last_jid')
   local state = ''
-  if prev then state = job_where({prev})[1] or '' end
+  if prev then state = run_state(key, prev) or '' end
   out[#out + 1] = name
   out[#out + 1] = state
   for _, v in ipairs(redis.call('HGETALL', key)) do out[#out + 1] = v end

@@ -1,7 +1,7 @@
 -- tick(ARGV: name, spec, tick_ms, next_run_ms or '', overlap, jid, queue,
 -- payload, kept): one tick of a periodic schedule, recorded once with its
 -- push. Keys: stint:crons (set of names), stint:cron:NAME (hash: spec,
--- next, last_tick, last_jid, enqueued, skipped), stint:cron-ticks:NAME
+-- next, last_tick, last_jid, last_payload, last_queue, enqueued, skipped), stint:cron-ticks:NAME
 -- (zset of "tick:e|s:jid" scored by tick, trimmed to `kept`).
 -- Returns {'enqueued', jid}, {'skipped', unfinished} or {'done', jid or ''}.
 local name, spec, tick = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -34,8 +34,8 @@ end
 local prev = redis.call('HGET', key, 'last_jid')
 if overlap == 'skip' and prev then
   -- A run found nowhere was deleted (or its success record expired).
-  local where = job_where({prev})
-  if where[1] and not FINAL_STATE[where[1]] then
+  local state = run_state(key, prev)
+  if state and not FINAL_STATE[state] then
     record('s', prev)
     redis.call('HINCRBY', key, 'skipped', 1)
     return {'skipped', prev}
@@ -46,6 +46,7 @@ redis.call('SADD', 'queues', queue)
 redis.call('LPUSH', 'queue:' .. queue, payload)
 redis.call('PUBLISH', 'stint:pushed', queue)
 record('e', jid)
-redis.call('HSET', key, 'last_jid', jid)
+-- The run's payload as pushed: run_state finds it in its queue by it.
+redis.call('HSET', key, 'last_jid', jid, 'last_payload', payload, 'last_queue', queue)
 redis.call('HINCRBY', key, 'enqueued', 1)
 return {'enqueued', jid}

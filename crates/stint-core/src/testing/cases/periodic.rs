@@ -306,3 +306,30 @@ pub async fn ticks_are_trimmed_to_the_last_kept(store: Arc<dyn Store>) {
     let info = store.schedules().await.expect("schedules");
     assert_eq!(info[0].enqueued, n as u64, "the counters count every tick");
 }
+
+/// A previous run still waiting deep in a long queue (thousands of jobs
+/// pushed on both sides of it) is unfinished: the tick is skipped.
+pub async fn skip_sees_a_run_deep_in_its_queue(store: Arc<dyn Store>) {
+    let older: Vec<_> = (0..2_500).map(|n| job_in("cron", n)).collect();
+    store.push(older).await.expect("push");
+    let run = enqueued(
+        &push_tick(&store, &tick("deep", 1_000, Overlap::Skip)).await,
+        "the first tick",
+    );
+    let newer: Vec<_> = (0..2_500).map(|n| job_in("cron", n)).collect();
+    store.push(newer).await.expect("push");
+    let t = push_tick(&store, &tick("deep", 2_000, Overlap::Skip)).await;
+    assert_eq!(
+        t,
+        TickOutcome::Skipped {
+            unfinished: run.clone()
+        },
+        "a tick while the previous run waits in the middle of its queue"
+    );
+    let info = store.schedules().await.expect("schedules");
+    assert_eq!(
+        info[0].last_state,
+        Some(JobState::Enqueued),
+        "its state, listed"
+    );
+}
