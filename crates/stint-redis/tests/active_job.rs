@@ -166,7 +166,11 @@ async fn rails_perform_later_runs_the_stint_handler_of_the_active_job_class() {
     assert_eq!(listed[0].kind, "FlakyJob", "listed as the ActiveJob class");
     let metrics = store.metrics().await.unwrap();
     let processed = metrics.get("ImportJob", "default").map(|m| m.processed);
-    assert_eq!(processed, Some(2), "metrics by ActiveJob class: {metrics:?}");
+    assert_eq!(
+        processed,
+        Some(2),
+        "metrics by ActiveJob class: {metrics:?}"
+    );
     assert!(
         metrics.kinds.iter().all(|k| !k.kind.contains("Wrapper")),
         "{metrics:?}"
