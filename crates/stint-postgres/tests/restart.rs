@@ -17,7 +17,7 @@ use common::{sql, wait_for, WorkerProc};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_job_completes_when_postgres_restarts_mid_run() {
-    let mut server = PgServer::start().expect("a private PostgreSQL server");
+    let server = PgServer::start().expect("a private PostgreSQL server");
     let url = server.url();
     let store = PgStore::open(&url).unwrap();
     stint_postgres::migrate(&store).await.unwrap();

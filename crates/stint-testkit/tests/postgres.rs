@@ -5,7 +5,7 @@ use stint_testkit::postgres::PgServer;
 
 #[test]
 fn private_server_restarts_on_its_data_and_stops_on_drop() {
-    let mut pg = PgServer::start().expect("start a private PostgreSQL");
+    let pg = PgServer::start().expect("start a private PostgreSQL");
     let port = pg.port();
     assert_ne!(port, 5432, "never the machine's shared server");
     assert!(pg.url().contains(&format!("127.0.0.1:{port}/stint")));

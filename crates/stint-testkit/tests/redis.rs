@@ -19,7 +19,7 @@ fn call(port: u16, command: &str) -> String {
 
 #[test]
 fn data_survives_kill_and_restart_and_drop_stops_it() {
-    let mut server = RedisServer::start().expect("start redis-server");
+    let server = RedisServer::start().expect("start redis-server");
     let port = server.port();
     assert_ne!(port, 6379, "never the machine's shared server");
     assert_eq!(server.url(), format!("redis://127.0.0.1:{port}"));
