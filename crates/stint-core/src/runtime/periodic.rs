@@ -15,9 +15,13 @@ use crate::periodic::{Missed, Periodic, TickOutcome};
 
 use super::Shared;
 
-/// After a failed push, how long before the scheduler tries again (the
-/// latest due tick then).
+/// After a failed push, how long before the scheduler tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A scheduler that wakes late (a loaded host) pushes the ticks it slept
+/// through in order, up to this many; when more are due (a suspended
+/// host), only the latest.
+const CATCH_UP: usize = 10;
 
 /// Starts the scheduler when the worker has schedules; it ends when the
 /// worker stops.
@@ -67,8 +71,11 @@ async fn run(shared: Arc<Shared>, schedules: Vec<Periodic>) {
         }
     }
     tracing::info!(schedules = ?schedules.iter().map(|p| p.name()).collect::<Vec<_>>(), "periodic jobs scheduled");
+    // When to push each schedule's next tick: the tick itself, or later
+    // after a failed push.
+    let mut wake = next.clone();
     loop {
-        let Some(due) = next.iter().flatten().min().copied() else {
+        let Some(due) = wake.iter().flatten().min().copied() else {
             return; // no schedule ticks again
         };
         let wait = Duration::from_millis((due - now_ms()).max(0) as u64);
@@ -81,17 +88,32 @@ async fn run(shared: Arc<Shared>, schedules: Vec<Periodic>) {
             continue; // woke early (the clock moved back)
         }
         for (i, p) in schedules.iter().enumerate() {
-            if next[i].is_none_or(|t| t > now) {
+            if wake[i].is_none_or(|t| t > now) {
                 continue;
             }
-            // The latest due tick: after a long sleep (a suspended host),
-            // the ticks in between are not pushed one by one.
-            let tick = p.schedule().latest_at_or_before(now).unwrap_or(now);
-            let tick = tick.max(next[i].unwrap_or(tick));
-            if push(&shared, p, tick).await {
-                next[i] = p.schedule().next_after(tick);
-            } else {
-                next[i] = Some(now + RETRY_AFTER.as_millis() as i64);
+            // The due ticks in order (a process pushing a later tick first
+            // would make the earlier ones done), or only the latest after
+            // a long sleep.
+            let mut due = Vec::new();
+            let mut t = next[i];
+            while let Some(tick) = t.filter(|t| *t <= now) {
+                if due.len() == CATCH_UP {
+                    due = p.schedule().latest_at_or_before(now).into_iter().collect();
+                    break;
+                }
+                due.push(tick);
+                t = p.schedule().next_after(tick);
+            }
+            for tick in due {
+                if push(&shared, p, tick).await {
+                    next[i] = p.schedule().next_after(tick);
+                    wake[i] = next[i];
+                } else {
+                    // The same tick again later (it is still not done).
+                    next[i] = Some(tick);
+                    wake[i] = Some(now + RETRY_AFTER.as_millis() as i64);
+                    break;
+                }
             }
         }
     }
