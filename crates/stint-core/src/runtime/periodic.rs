@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::model::now_ms;
-use crate::periodic::{Missed, Periodic, TickOutcome};
+use crate::periodic::{Missed, Periodic, Schedule, TickOutcome};
 
 use super::Shared;
 
@@ -91,19 +91,7 @@ async fn run(shared: Arc<Shared>, schedules: Vec<Periodic>) {
             if wake[i].is_none_or(|t| t > now) {
                 continue;
             }
-            // The due ticks in order (a process pushing a later tick first
-            // would make the earlier ones done), or only the latest after
-            // a long sleep.
-            let mut due = Vec::new();
-            let mut t = next[i];
-            while let Some(tick) = t.filter(|t| *t <= now) {
-                if due.len() == CATCH_UP {
-                    due = p.schedule().latest_at_or_before(now).into_iter().collect();
-                    break;
-                }
-                due.push(tick);
-                t = p.schedule().next_after(tick);
-            }
+            let due = due_ticks(p.schedule(), next[i], now);
             for tick in due {
                 if push(&shared, p, tick).await {
                     next[i] = p.schedule().next_after(tick);
@@ -117,6 +105,22 @@ async fn run(shared: Arc<Shared>, schedules: Vec<Periodic>) {
             }
         }
     }
+}
+
+/// The ticks to push at `now`, from `next` on: in order (a process
+/// pushing a later tick first would make the earlier ones done), or only
+/// the latest when more than `CATCH_UP` are due (after a long sleep).
+fn due_ticks(schedule: &Schedule, next: Option<i64>, now: i64) -> Vec<i64> {
+    let mut due = Vec::new();
+    let mut t = next;
+    while let Some(tick) = t.filter(|t| *t <= now) {
+        if due.len() == CATCH_UP {
+            return schedule.latest_at_or_before(now).into_iter().collect();
+        }
+        due.push(tick);
+        t = schedule.next_after(tick);
+    }
+    due
 }
 
 /// True when the schedule has a recorded tick older than `latest` (a
@@ -162,5 +166,21 @@ async fn push(shared: &Shared, p: &Periodic, tick_ms: i64) -> bool {
             tracing::warn!(schedule = p.name(), tick_ms, error = %e, "could not push a periodic tick; trying again");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_wake_up_pushes_the_ticks_it_slept_through_in_order() {
+        let s = Schedule::Every(Duration::from_secs(1));
+        assert_eq!(due_ticks(&s, Some(5_000), 4_999), Vec::<i64>::new());
+        assert_eq!(due_ticks(&s, Some(5_000), 5_000), [5_000]);
+        assert_eq!(due_ticks(&s, Some(5_000), 7_500), [5_000, 6_000, 7_000]);
+        // More than CATCH_UP due: only the latest.
+        assert_eq!(due_ticks(&s, Some(5_000), 60_500), [60_000]);
+        assert_eq!(due_ticks(&s, None, 60_500), Vec::<i64>::new());
     }
 }
