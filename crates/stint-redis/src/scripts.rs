@@ -43,7 +43,6 @@ pub(crate) static UNREADABLE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/unreadable.lua")
     ))
 });
-script!(PUSH, "lua/push.lua");
 script!(CHECKPOINT, "lua/checkpoint.lua");
 script!(COMPLETE, "lua/complete.lua");
 script!(RECOVER, "lua/recover.lua");

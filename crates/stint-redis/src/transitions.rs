@@ -12,36 +12,71 @@ use stint_core::{StoreError, StoreResult};
 use crate::connection::{RedisStore, Running};
 use crate::record::{self, Hash};
 use crate::reply::{int, items, text};
-use crate::{payload, scripts, wake};
+use crate::{keys, payload, scripts, wake};
 
 /// Jobs one fetch moves at most (a bound on one script's run time).
 const MAX_FETCH: usize = 1_000;
 
-/// Pushes jobs in one atomic round trip (`lua/push.lua`): LPUSH
-/// `queue:NAME` per queue and SADD `queues` (as Sidekiq's `push_bulk`),
-/// ZADD `schedule` for jobs that run later; or nothing, and
-/// `StoreError::Duplicate`, when a jid is one the store knows already.
+/// Pushes jobs in one atomic round trip: in one MULTI, SADD `queues` and
+/// LPUSH `queue:NAME` per queue (as Sidekiq's `push_bulk`), ZADD
+/// `schedule` for jobs that run later, then the check of `lua/push.lua`,
+/// which undoes the push and names the jid when one is a job the store
+/// knows already (`StoreError::Duplicate`), and the announcement of the
+/// queues (wake.rs).
 pub(crate) async fn push(s: &RedisStore, jobs: Vec<NewJob>) -> StoreResult<()> {
     if jobs.is_empty() {
         return Ok(());
     }
     let now = now_ms();
-    let mut inv = scripts::PUSH.prepare_invoke();
+    let mut by_queue: Vec<(String, Vec<String>)> = Vec::new();
+    let mut scheduled: Vec<(f64, String)> = Vec::new();
     for job in &jobs {
         let (text, at) = payload::encode_new(job, now);
-        inv.arg(job.jid.as_str())
-            .arg(&job.options.queue)
-            .arg(at.map(|score| score.to_string()).unwrap_or_default())
-            .arg(text);
+        match at {
+            Some(score) => scheduled.push((score, text)),
+            None => match by_queue.iter_mut().find(|(q, _)| *q == job.options.queue) {
+                Some((_, list)) => list.push(text),
+                None => by_queue.push((job.options.queue.clone(), vec![text])),
+            },
+        }
     }
-    let reply = items(s.watch(inv.invoke_async::<Value>(&mut s.conn().await?).await)?);
-    match reply.first() {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (queue, list) in &by_queue {
+        pipe.sadd(keys::QUEUES, queue).ignore();
+        pipe.lpush(keys::queue(queue), list).ignore();
+    }
+    if !scheduled.is_empty() {
+        pipe.zadd_multiple(keys::SCHEDULE, &scheduled).ignore();
+    }
+    // EVAL, not EVALSHA: a script Redis does not know would fail inside
+    // the MULTI after the writes.
+    let check = pipe.cmd("EVAL").arg(PUSH_CHECK).arg(0).arg(by_queue.len());
+    for (queue, list) in &by_queue {
+        check.arg(queue).arg(list.len());
+    }
+    check.arg(scheduled.len());
+    for (_, text) in &scheduled {
+        check.arg(text);
+    }
+    for job in &jobs {
+        check.arg(job.jid.as_str());
+    }
+    // Idle workers listening are woken (wake.rs).
+    for (queue, _) in &by_queue {
+        pipe.publish(wake::CHANNEL, queue).ignore();
+    }
+    let (dup,): (Vec<String>,) = s.watch(pipe.query_async(&mut s.conn().await?).await)?;
+    match dup.first() {
         None => Ok(()),
         Some(jid) => Err(StoreError::Duplicate(
-            Jid::parse(&text(jid)).map_err(StoreError::Corrupt)?,
+            Jid::parse(jid).map_err(StoreError::Corrupt)?,
         )),
     }
 }
+
+/// The duplicate check of a push (`lua/push.lua`).
+const PUSH_CHECK: &str = include_str!("lua/push.lua");
 
 /// Says which malformed payloads a fetch moved to `dead`.
 fn log_malformed(bad: Vec<Value>) {
