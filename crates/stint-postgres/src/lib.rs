@@ -361,10 +361,6 @@ impl Store for PgStore {
         processes::controls(&self.client().await?, process).await
     }
 
-    async fn promote_due(&self) -> StoreResult<u64> {
-        maintenance::promote_due(&self.client().await?).await
-    }
-
     async fn push_tick(&self, tick: &TickPush) -> StoreResult<TickOutcome> {
         periodic::push_tick(&mut self.client().await?, tick).await
     }
@@ -379,6 +375,10 @@ impl Store for PgStore {
 
     async fn ticks(&self, schedule: &str, limit: usize) -> StoreResult<Vec<TickRecord>> {
         periodic::ticks(&self.client().await?, schedule, limit).await
+    }
+
+    async fn promote_due(&self) -> StoreResult<u64> {
+        maintenance::promote_due(&self.client().await?).await
     }
 
     async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {

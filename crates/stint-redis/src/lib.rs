@@ -180,10 +180,6 @@ impl Store for RedisStore {
         split::children(self, parent).await
     }
 
-    async fn promote_due(&self) -> StoreResult<u64> {
-        maintenance::promote_due(self).await
-    }
-
     async fn push_tick(&self, tick: &TickPush) -> StoreResult<TickOutcome> {
         periodic::push_tick(self, tick).await
     }
@@ -198,6 +194,10 @@ impl Store for RedisStore {
 
     async fn ticks(&self, schedule: &str, limit: usize) -> StoreResult<Vec<TickRecord>> {
         periodic::ticks(self, schedule, limit).await
+    }
+
+    async fn promote_due(&self) -> StoreResult<u64> {
+        maintenance::promote_due(self).await
     }
 
     async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {

@@ -34,10 +34,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior};
 use stint_core::metrics::Metrics;
-use stint_core::periodic::{ScheduleDef, ScheduleInfo, TickOutcome, TickPush, TickRecord};
 use stint_core::model::{
     ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessCommand, ProcessInfo, Stats,
 };
+use stint_core::periodic::{ScheduleDef, ScheduleInfo, TickOutcome, TickPush, TickRecord};
 use stint_core::store::{CommandEffect, Completion, JobFilter, Lease, Leased, Recovered, Store};
 use stint_core::{Checkpoint, JobCommand, StoreError, StoreResult};
 
@@ -289,11 +289,6 @@ impl Store for SqliteStore {
         self.read(move |conn| processes::controls(conn, &p)).await
     }
 
-    async fn promote_due(&self) -> StoreResult<u64> {
-        self.write(|tx| maintenance::promote_due(tx)).await
-    }
-
-    async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {
     async fn push_tick(&self, tick: &TickPush) -> StoreResult<TickOutcome> {
         let t = tick.clone();
         self.write(move |tx| periodic::push_tick(tx, &t)).await
@@ -315,6 +310,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn promote_due(&self) -> StoreResult<u64> {
+        self.write(|tx| maintenance::promote_due(tx)).await
+    }
+
+    async fn recover_orphans(&self, max_recoveries: u32) -> StoreResult<Vec<Recovered>> {
         self.write(move |tx| maintenance::recover_orphans(tx, max_recoveries))
             .await
     }
