@@ -43,7 +43,9 @@ CREATE TABLE stint_ticks (
 const UPSERT: &str = "
 INSERT INTO stint_schedules AS s (name, spec, next_run_ms) VALUES ($1, $2, $3)
 ON CONFLICT (name) DO UPDATE SET spec = excluded.spec,
-  next_run_ms = GREATEST(s.next_run_ms, excluded.next_run_ms), updated_at = now()
+  next_run_ms = CASE WHEN s.spec <> excluded.spec THEN excluded.next_run_ms
+                     ELSE GREATEST(s.next_run_ms, excluded.next_run_ms) END,
+  updated_at = now()
 RETURNING last_tick, last_jid";
 
 pub async fn push_tick(c: &mut Client, t: &TickPush) -> StoreResult<TickOutcome> {

@@ -17,15 +17,17 @@ use crate::payload;
 use crate::reply::{items, text};
 use crate::scripts;
 
-/// Records a definition; the next run only moves forward.
+/// Records a definition; the next run only moves forward, unless the spec
+/// changed.
 static REGISTER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "for i = 1, #ARGV, 3 do
            local key = 'stint:cron:' .. ARGV[i]
            redis.call('SADD', 'stint:crons', ARGV[i])
+           local changed = redis.call('HGET', key, 'spec') ~= ARGV[i + 1]
            redis.call('HSET', key, 'spec', ARGV[i + 1])
            local nxt = ARGV[i + 2]
-           if nxt ~= '' and tonumber(nxt) > tonumber(redis.call('HGET', key, 'next') or '-1') then
+           if nxt ~= '' and (changed or tonumber(nxt) > tonumber(redis.call('HGET', key, 'next') or '-1')) then
              redis.call('HSET', key, 'next', nxt)
            end
          end

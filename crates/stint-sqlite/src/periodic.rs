@@ -47,8 +47,9 @@ fn upsert_def(
         tx,
         "INSERT INTO stint_schedules (name, spec, next_run_at, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET spec = excluded.spec,
-           next_run_at = MAX(COALESCE(next_run_at, excluded.next_run_at),
-                             COALESCE(excluded.next_run_at, next_run_at)),
+           next_run_at = CASE WHEN spec <> excluded.spec THEN excluded.next_run_at
+                              ELSE MAX(COALESCE(next_run_at, excluded.next_run_at),
+                                       COALESCE(excluded.next_run_at, next_run_at)) END,
            updated_at = excluded.updated_at",
         params![name, spec, next, now],
     )

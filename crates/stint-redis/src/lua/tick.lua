@@ -11,8 +11,10 @@ local key = 'stint:cron:' .. name
 local ticks = 'stint:cron-ticks:' .. name
 
 redis.call('SADD', 'stint:crons', name)
+-- The next run only moves forward, unless the spec changed.
+local changed = redis.call('HGET', key, 'spec') ~= spec
 redis.call('HSET', key, 'spec', spec)
-if nxt ~= '' and tonumber(nxt) > tonumber(redis.call('HGET', key, 'next') or '-1') then
+if nxt ~= '' and (changed or tonumber(nxt) > tonumber(redis.call('HGET', key, 'next') or '-1')) then
   redis.call('HSET', key, 'next', nxt)
 end
 

@@ -279,6 +279,45 @@ pub async fn schedules_list_last_run_and_counters(store: Arc<dyn Store>) {
         Some(JobState::Succeeded),
         "the last run's state now"
     );
+
+    // An older next run registered again does not move it back (a process
+    // whose clock is behind)…
+    let behind = ScheduleDef {
+        next_run_ms: Some(2_000),
+        ..defs[1].clone()
+    };
+    store.register_schedules(&[behind]).await.expect("register");
+    let s = store.schedules().await.expect("schedules").remove(0);
+    assert_eq!(
+        s.next_run_ms,
+        Some(7_000),
+        "the next run only moves forward"
+    );
+    // … unless the spec changed (a new deploy).
+    let changed = ScheduleDef {
+        name: "a-second".into(),
+        spec: "every 1h".into(),
+        next_run_ms: Some(3_600_000),
+    };
+    store
+        .register_schedules(&[changed])
+        .await
+        .expect("register");
+    let changed_back = ScheduleDef {
+        name: "a-second".into(),
+        spec: "every 1s".into(),
+        next_run_ms: Some(2_000),
+    };
+    store
+        .register_schedules(&[changed_back])
+        .await
+        .expect("register");
+    let s = store.schedules().await.expect("schedules").remove(0);
+    assert_eq!(
+        (s.spec.as_str(), s.next_run_ms),
+        ("every 1s", Some(2_000)),
+        "a changed spec's next run"
+    );
 }
 
 /// A schedule keeps its last `KEPT_TICKS` ticks; older ones are trimmed,
