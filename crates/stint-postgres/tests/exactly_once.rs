@@ -17,7 +17,7 @@ use stint_core::model::{JobOptions, NewJob};
 use stint_core::{Jid, JobState, Store};
 use stint_postgres::PgStore;
 
-use common::{sql, wait_for, Rng, WorkerProc};
+use common::{sql, start_worker, wait_for, Rng};
 
 const ROWS: u64 = 100_000;
 const KILLS: u32 = 20;
@@ -63,7 +63,7 @@ async fn run_with_kills(store: &PgStore, url: &str, table: &str, transactional: 
     let env = [("STINT_LEASE_TTL_MS", "3000"), ("STINT_FLUSH_MS", "200")];
     let started = Instant::now();
     for kill in 1..=KILLS {
-        let mut worker = WorkerProc::start(url, 2, &env);
+        let mut worker = start_worker(url, 2, &env);
         let before = done(store, &jid).await;
         let pid = format!(":{}:", worker.pid());
         // This stint runs on the new worker and has saved progress.
@@ -87,7 +87,7 @@ async fn run_with_kills(store: &PgStore, url: &str, table: &str, transactional: 
         );
         println!("kill {kill:2}: done {:6} rows saved", job.checkpoint.done);
     }
-    let mut worker = WorkerProc::start(url, 2, &env);
+    let mut worker = start_worker(url, 2, &env);
     wait_for(Duration::from_secs(60), "the job to succeed", || async {
         let j = store.job(&jid).await.unwrap().unwrap().job;
         assert!(

@@ -13,7 +13,7 @@ use stint_core::{JobState, Store};
 use stint_postgres::PgStore;
 use stint_testkit::postgres::PgServer;
 
-use common::{sql, wait_for, WorkerProc};
+use common::{sql, start_worker, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_job_completes_when_postgres_restarts_mid_run() {
@@ -65,7 +65,7 @@ async fn every_job_completes_when_postgres_restarts_mid_run() {
         .await
         .unwrap();
 
-    let mut worker = WorkerProc::start(&url, 8, &[]);
+    let mut worker = start_worker(&url, 8, &[]);
     wait_for(
         Duration::from_secs(20),
         "every job to make progress",

@@ -13,7 +13,7 @@ use stint_core::testing::{checkpoint, job_in, register, LONG_TTL};
 use stint_core::{JobState, Store, StoreError};
 use stint_postgres::{PgStore, PgTx};
 
-use common::{sql, WorkerProc};
+use common::{sql, start_worker};
 
 #[tokio::test]
 async fn connect_refuses_an_unmigrated_or_newer_schema_and_migrate_is_idempotent() {
@@ -61,7 +61,7 @@ async fn connect_refuses_an_unmigrated_or_newer_schema_and_migrate_is_idempotent
 #[tokio::test]
 async fn a_worker_on_an_unmigrated_database_stops_with_a_clear_message() {
     let url = common::fresh_url();
-    let mut worker = WorkerProc::start(&url, 1, &[]);
+    let mut worker = start_worker(&url, 1, &[]);
     let status = worker
         .wait(Duration::from_secs(20))
         .expect("the worker stops");

@@ -295,7 +295,7 @@ async fn a_ruby_push_reusing_a_running_jid_leaves_the_running_job_alone() {
     let jid = job.jid.clone();
     store.push(vec![job]).await.expect("push");
     let dir = tempfile::tempdir().unwrap();
-    let mut worker = common::WorkerProc::start(dir.path(), &url, 2, &[]);
+    let mut worker = common::start_worker(dir.path(), &url, 2, &[]);
     common::wait_for(Duration::from_secs(20), "the job to run", || async {
         let d = store.job(&jid).await.ok()??;
         (d.job.state == JobState::Running).then_some(())

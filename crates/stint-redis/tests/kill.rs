@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{conn, wait_for, WorkerProc};
+use common::{conn, start_worker, wait_for};
 use serde_json::json;
 use stint_core::model::{JobOptions, NewJob};
 use stint_core::{Jid, JobState, Store};
@@ -53,7 +53,7 @@ async fn ten_thousand_jobs_survive_three_sigkills() {
             .unwrap_or_else(|e| panic!("push {chunk}: {e}"));
     }
 
-    let mut worker = WorkerProc::start(server.dir(), &server.url(), CONCURRENCY, &[]);
+    let mut worker = start_worker(server.dir(), &server.url(), CONCURRENCY, &[]);
     let mut killed = Vec::new();
     for round in 1..=3u64 {
         let at = round * JOBS as u64 / 4;
@@ -67,7 +67,7 @@ async fn ten_thousand_jobs_survive_three_sigkills() {
         worker.kill9();
         killed.push(running);
         println!("kill {round}: SIGKILL with {running} jobs in flight after {at} done");
-        worker = WorkerProc::start(server.dir(), &server.url(), CONCURRENCY, &[]);
+        worker = start_worker(server.dir(), &server.url(), CONCURRENCY, &[]);
     }
     let start = Instant::now();
     wait_for(Duration::from_secs(180), "every job to succeed", || async {
@@ -145,7 +145,7 @@ async fn lease_expiry_recovers_a_dead_process_jobs_within_15_s() {
     let jids: Vec<Jid> = jobs.iter().map(|j| j.jid.clone()).collect();
     store.push(jobs).await.expect("push");
     let env = [("STINT_NO_REAP", "1")];
-    let mut first = WorkerProc::start(server.dir(), &server.url(), 5, &env);
+    let mut first = start_worker(server.dir(), &server.url(), 5, &env);
     wait_for(Duration::from_secs(20), "5 jobs running", || async {
         let s = store.stats().await.expect("stats");
         (s.count(JobState::Running) == 5).then_some(())
@@ -153,7 +153,7 @@ async fn lease_expiry_recovers_a_dead_process_jobs_within_15_s() {
     .await;
     first.kill9();
     let killed = Instant::now();
-    let _second = WorkerProc::start(server.dir(), &server.url(), 5, &env);
+    let _second = start_worker(server.dir(), &server.url(), 5, &env);
     wait_for(
         Duration::from_secs(15),
         "the dead process's jobs to be recovered",

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{conn, wait_for, WorkerProc};
+use common::{conn, start_worker, wait_for};
 use serde_json::json;
 use stint_core::model::{JobOptions, NewJob};
 use stint_core::{Jid, JobState, Store};
@@ -34,7 +34,7 @@ async fn every_job_completes_when_redis_restarts_mid_run() {
     store.push(jobs).await.expect("push");
 
     // The store's own lines at info: "unreachable" and "reachable again".
-    let mut worker = WorkerProc::start(
+    let mut worker = start_worker(
         server.dir(),
         &url,
         20,

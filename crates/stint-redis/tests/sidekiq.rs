@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{conn, ruby, ruby_script, wait_for, WorkerProc};
+use common::{conn, ruby, ruby_script, start_worker, wait_for};
 use serde_json::{json, Value};
 use stint_core::model::{JobOptions, NewJob};
 use stint_core::{Jid, JobState, Store};
@@ -60,7 +60,7 @@ async fn jobs_pushed_by_ruby_run_on_a_stint_worker() {
         .await
         .expect("push garbage");
 
-    let _worker = WorkerProc::start(server.dir(), &url, 5, &[("STINT_QUEUES", "interop")]);
+    let _worker = start_worker(server.dir(), &url, 5, &[("STINT_QUEUES", "interop")]);
     let ran = wait_for(
         Duration::from_secs(30),
         "4 HardWorker jobs to run",
@@ -202,7 +202,7 @@ async fn ruby_lists_stint_retries_dead_scheduled_and_processes() {
         .await
         .expect("push");
 
-    let worker = WorkerProc::start(server.dir(), &url, 5, &[]);
+    let worker = start_worker(server.dir(), &url, 5, &[]);
     wait_for(
         Duration::from_secs(30),
         "a retry, a dead job and a running one",

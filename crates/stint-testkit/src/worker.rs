@@ -28,6 +28,23 @@ impl Worker {
         }
     }
 
+    /// Starts the test worker (`stint-test-worker URL CONCURRENCY`, built
+    /// by [`test_worker_bin`]) with extra environment, its log in
+    /// `log_dir`.
+    pub fn test_worker(
+        log_dir: &Path,
+        url: &str,
+        concurrency: usize,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut cmd = Command::new(test_worker_bin());
+        cmd.arg(url).arg(concurrency.to_string());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Worker::spawn(cmd, log_dir)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

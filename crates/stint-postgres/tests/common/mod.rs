@@ -36,47 +36,12 @@ pub async fn fresh_store(params: &str) -> (PgStore, String) {
 
 // ---- worker processes ----
 
-use std::ops::{Deref, DerefMut};
-use std::process::Command;
-
 #[allow(unused_imports)] // not every test file waits
 pub use stint_testkit::worker::{wait_for, Worker};
 
-/// A process of the test worker (`stint-test-worker`, built by
-/// `stint_testkit::worker::test_worker_bin`); see
-/// `stint_testkit::worker::Worker`.
-pub struct WorkerProc(Worker);
-
-impl WorkerProc {
-    pub fn start(url: &str, concurrency: usize, env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(stint_testkit::worker::test_worker_bin());
-        cmd.arg(url).arg(concurrency.to_string());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        WorkerProc(Worker::spawn(cmd, &std::env::temp_dir()))
-    }
-}
-
-impl Deref for WorkerProc {
-    type Target = Worker;
-    fn deref(&self) -> &Worker {
-        &self.0
-    }
-}
-
-impl DerefMut for WorkerProc {
-    fn deref_mut(&mut self) -> &mut Worker {
-        &mut self.0
-    }
-}
-
-impl Drop for WorkerProc {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.0.log);
-        }
-    }
+/// Starts the test worker on `url` (see `stint_testkit::worker::Worker`).
+pub fn start_worker(url: &str, concurrency: usize, env: &[(&str, &str)]) -> Worker {
+    Worker::test_worker(&std::env::temp_dir(), url, concurrency, env)
 }
 
 /// Runs one SQL statement on `store`'s database; returns its rows.

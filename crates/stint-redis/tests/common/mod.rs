@@ -5,46 +5,25 @@
 
 #![allow(dead_code)]
 
-use std::ops::{Deref, DerefMut};
 use std::process::Command;
 
 pub use stint_testkit::worker::{wait_for, Worker};
 
 use redis::aio::ConnectionManager;
 
-/// A worker process; see `stint_testkit::worker::Worker`.
-pub struct WorkerProc(Worker);
-
-impl WorkerProc {
-    /// Starts `stint-test-worker URL CONCURRENCY` with extra environment.
-    pub fn start(
-        dir: &std::path::Path,
-        url: &str,
-        concurrency: usize,
-        env: &[(&str, &str)],
-    ) -> Self {
-        let mut cmd = Command::new(stint_testkit::worker::test_worker_bin());
-        cmd.arg(url)
-            .arg(concurrency.to_string())
-            .env("RUST_LOG", "warn");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        WorkerProc(Worker::spawn(cmd, dir))
-    }
-}
-
-impl Deref for WorkerProc {
-    type Target = Worker;
-    fn deref(&self) -> &Worker {
-        &self.0
-    }
-}
-
-impl DerefMut for WorkerProc {
-    fn deref_mut(&mut self) -> &mut Worker {
-        &mut self.0
-    }
+/// Starts the test worker on `url` (see `stint_testkit::worker::Worker`),
+/// logging warnings.
+pub fn start_worker(
+    dir: &std::path::Path,
+    url: &str,
+    concurrency: usize,
+    env: &[(&str, &str)],
+) -> Worker {
+    let env: Vec<(&str, &str)> = [("RUST_LOG", "warn")]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    Worker::test_worker(dir, url, concurrency, &env)
 }
 
 /// A connection for the test's own reads.
