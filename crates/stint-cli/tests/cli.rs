@@ -1,27 +1,16 @@
 //! The `stint` binary against a real SQLite file: every operator command,
 //! its JSON output and its errors.
 
+mod common;
+
+use common::{stint, Import};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stint::sqlite::SqliteStore;
 use stint::store::{Completion, Outcome};
-use stint::{Checkpoint, Client, Ctx, ErrorInfo, Jid, Job, JobError, ProcessInfo, Push, Store};
-
-#[derive(Serialize, Deserialize)]
-struct Import {
-    file: String,
-}
-
-impl Job for Import {
-    const KIND: &'static str = "Import";
-    async fn perform(&self, _ctx: &mut Ctx) -> Result<(), JobError> {
-        Ok(())
-    }
-}
+use stint::{Checkpoint, Client, ErrorInfo, Jid, ProcessInfo, Push, Store};
 
 /// A store file with three enqueued jobs: two in "default", one in
 /// "reports". Returns the directory (keep it alive), the URL and the jids.
@@ -52,17 +41,6 @@ fn setup() -> (tempfile::TempDir, String, Vec<Jid>) {
 
 fn url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
-}
-
-fn stint(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stint"))
-        .arg("--store")
-        .arg(url)
-        .args(args)
-        .env_remove("STINT_STORE")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run the stint binary")
 }
 
 /// Runs a command that must succeed; returns its stdout.

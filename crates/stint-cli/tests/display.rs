@@ -2,37 +2,16 @@
 //! one: the running stint's live progress, and no ETA for a job that is
 //! not running.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{stint, Import};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use stint::sqlite::SqliteStore;
 use stint::store::{Completion, Outcome};
-use stint::{Checkpoint, Client, Ctx, Job, JobError, ProcessInfo, Store};
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Import {
-    file: String,
-}
-
-impl Job for Import {
-    const KIND: &'static str = "Import";
-    async fn perform(&self, _ctx: &mut Ctx) -> Result<(), JobError> {
-        Ok(())
-    }
-}
-
-fn stint(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stint"))
-        .arg("--store")
-        .arg(url)
-        .args(args)
-        .env_remove("STINT_STORE")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run the stint binary")
-}
+use stint::{Checkpoint, Client, ProcessInfo, Store};
 
 fn ok(url: &str, args: &[&str]) -> String {
     let out = stint(url, args);

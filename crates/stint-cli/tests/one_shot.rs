@@ -1,35 +1,14 @@
 //! One-shot commands when things go wrong around them: a reader that stops
 //! reading (`| head`), a store that is down, a jid mistyped.
 
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use common::{stint, Import};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use stint::sqlite::SqliteStore;
-use stint::{Client, Ctx, Job, JobError};
-
-#[derive(Serialize, Deserialize)]
-struct Import {
-    file: String,
-}
-
-impl Job for Import {
-    const KIND: &'static str = "Import";
-    async fn perform(&self, _ctx: &mut Ctx) -> Result<(), JobError> {
-        Ok(())
-    }
-}
-
-fn stint(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stint"))
-        .arg("--store")
-        .arg(url)
-        .args(args)
-        .env_remove("STINT_STORE")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run the stint binary")
-}
+use stint::Client;
 
 /// A store with `n` enqueued jobs; (dir, url, jids).
 fn store_with(n: usize) -> (tempfile::TempDir, String, Vec<String>) {

@@ -3,7 +3,10 @@
 //! unknown, and terminal escape sequences in job data are shown escaped,
 //! never sent raw to the terminal.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::stint;
+use std::process::Output;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -13,17 +16,6 @@ use stint::Store;
 
 /// An escape sequence that turns a terminal red and retitles its window.
 const EVIL: &str = "Evil\u{1b}[31mRED\u{1b}]0;pwned\u{7}";
-
-fn stint(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stint"))
-        .arg("--store")
-        .arg(url)
-        .args(args)
-        .env_remove("STINT_STORE")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run the stint binary")
-}
 
 /// A store with one job in queue "default"; returns (dir, url).
 fn setup(kind: &str, queue: &str) -> (tempfile::TempDir, String, Jid) {

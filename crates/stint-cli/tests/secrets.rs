@@ -2,24 +2,16 @@
 //! private Redis with `requirepass` (status, its JSON, jobs, the dashboard's
 //! banner) and against unreachable or refused servers (the errors).
 
+mod common;
+
+use common::stint;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stint_testkit::redis::RedisServer;
 
 const PW: &str = "Sup3r-s3cret-PW";
-
-fn stint(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stint"))
-        .arg("--store")
-        .arg(url)
-        .args(args)
-        .env_remove("STINT_STORE")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run the stint binary")
-}
 
 /// Runs `stint`; asserts the password is nowhere in its output; returns
 /// (success, stdout, stderr).

@@ -2,6 +2,9 @@
 //! anywhere else) and `stint jobs --watch` (live progress of the running
 //! jobs), run as the real binary against a real SQLite file.
 
+mod common;
+
+use common::Import;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -10,19 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stint::sqlite::SqliteStore;
-use stint::{Checkpoint, Client, Ctx, Job, JobError, ProcessInfo, Store};
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Import {
-    file: String,
-}
-
-impl Job for Import {
-    const KIND: &'static str = "Import";
-    async fn perform(&self, _ctx: &mut Ctx) -> Result<(), JobError> {
-        Ok(())
-    }
-}
+use stint::{Checkpoint, Client, ProcessInfo, Store};
 
 fn stint(url: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stint"));
