@@ -29,11 +29,7 @@
 //! `args[0]`, so Rails and Sidekiq's Web UI read them as their own.
 
 use serde_json::{json, Map, Value};
-use stint_core::model::{now_ms, Jid};
-use stint_core::StoreResult;
-
-use crate::connection::RedisStore;
-use crate::{keys, payload, wake};
+use stint_core::model::Jid;
 
 /// The wrapper class of Rails' own Sidekiq adapter (Rails 6.1, 7.x);
 /// what [`push_active_job`] writes.
@@ -186,7 +182,7 @@ fn uuid() -> String {
 /// keys, which Rails reads back as they are), as Rails' Sidekiq adapter
 /// writes it.
 pub(crate) fn encode(jid: &Jid, class: &str, arguments: &[Value], queue: &str, now: i64) -> String {
-    let at = payload::secs(now);
+    let at = now as f64 / 1000.0;
     let enqueued = chrono_free_iso8601(now);
     json!({
         "retry": true,
@@ -234,31 +230,6 @@ fn chrono_free_iso8601(ms: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Enqueues a job for a Rails worker as Rails' Sidekiq adapter does
-/// (`ImportJob.perform_later(*arguments)`): class `class` (the ActiveJob
-/// class), `arguments` as ActiveJob's positional arguments, on `queue`.
-/// A stint worker runs it too, with the handler registered as `class`.
-/// Returns the Sidekiq jid.
-pub async fn push_active_job(
-    store: &RedisStore,
-    class: &str,
-    arguments: Vec<Value>,
-    queue: &str,
-) -> StoreResult<Jid> {
-    let jid = Jid::new();
-    let text = encode(&jid, class, &arguments, queue, now_ms());
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .sadd(keys::QUEUES, queue)
-        .ignore()
-        .lpush(keys::queue(queue), text)
-        .ignore()
-        .publish(wake::CHANNEL, queue)
-        .ignore();
-    store.watch(pipe.query_async::<()>(&mut store.conn().await?).await)?;
-    Ok(jid)
 }
 
 #[cfg(test)]

@@ -39,7 +39,6 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{watch, Notify};
 
-use crate::connection::RedisStore;
 use crate::{keys, scripts};
 
 /// How long after the last empty fetch the blocking calls go on.
@@ -162,7 +161,7 @@ impl Landings {
 
     /// The wait of `process` ended: no more blocking until it waits
     /// again. Returns the client ids of the blocking calls to cut short.
-    fn disarm(&self, process: &str) -> Vec<i64> {
+    pub(crate) fn disarm(&self, process: &str) -> Vec<i64> {
         let by = self.by_process.lock().unwrap_or_else(|p| p.into_inner());
         let Some(idle) = by.get(process) else {
             return Vec::new();
@@ -188,77 +187,6 @@ impl Landings {
             drop(s);
             idle.changed.notify_waiters();
         }
-    }
-}
-
-/// The blocking calls of a waiting fetch: armed while it waits (see
-/// `RedisStore::arm_landing`), disarmed by `end` or when dropped.
-pub(crate) struct Armed {
-    store: RedisStore,
-    process: String,
-    ended: bool,
-}
-
-impl Armed {
-    /// The wait is over: the blocking calls stop (cut short by CLIENT
-    /// UNBLOCK). With `settle`, returns once Redis has cut them short, so
-    /// that a job pushed afterwards stays in its queue for others to see;
-    /// otherwise (the fetch found jobs: the worker is busy) at once.
-    pub(crate) async fn end(mut self, settle: bool) {
-        self.ended = true;
-        let ids = self.store.landings().disarm(&self.process);
-        if settle {
-            unblock(&self.store, ids).await;
-        } else if !ids.is_empty() {
-            let store = self.store.clone();
-            tokio::spawn(async move { unblock(&store, ids).await });
-        }
-    }
-}
-
-impl Drop for Armed {
-    fn drop(&mut self) {
-        if !self.ended {
-            let ids = self.store.landings().disarm(&self.process);
-            // (Dropped outside a runtime, as when one shuts down: the
-            // blocking calls end at their timeout.)
-            if let (false, Ok(rt)) = (ids.is_empty(), tokio::runtime::Handle::try_current()) {
-                let store = self.store.clone();
-                rt.spawn(async move { unblock(&store, ids).await });
-            }
-        }
-    }
-}
-
-impl RedisStore {
-    /// A fetch of `process` over `queues` found nothing and waits: jobs
-    /// pushed to them by any client land for it and wake the wait, until
-    /// the returned guard ends.
-    pub(crate) fn arm_landing(&self, process: &str, queues: &[String]) -> Armed {
-        self.landings().arm(process, queues);
-        Armed {
-            store: self.clone(),
-            process: process.to_owned(),
-            ended: false,
-        }
-    }
-}
-
-/// Cuts short the blocking calls of the connections `ids` (a call that
-/// already moved a job returns it, and its task hands it back).
-async fn unblock(s: &RedisStore, ids: Vec<i64>) {
-    if ids.is_empty() {
-        return;
-    }
-    let mut pipe = redis::pipe();
-    for id in ids {
-        pipe.cmd("CLIENT").arg("UNBLOCK").arg(id).ignore();
-    }
-    // Best effort, and silent: a blocking call not cut short ends at its
-    // timeout, and what it moves then is handed back; the store's own
-    // calls say when Redis is unreachable.
-    if let Ok(mut c) = s.conn().await {
-        let _ = pipe.query_async::<()>(&mut c).await;
     }
 }
 

@@ -83,8 +83,9 @@ mod split;
 mod transitions;
 mod wake;
 
-pub use active_job::{push_active_job, RAILS_WRAPPER, SIDEKIQ_WRAPPER};
+pub use active_job::{RAILS_WRAPPER, SIDEKIQ_WRAPPER};
 pub use connection::{RedisOptions, RedisStore};
+pub use transitions::push_active_job;
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ use stint_core::{StoreError, StoreResult};
 use crate::connection::{RedisStore, Running};
 use crate::record::{self, Hash};
 use crate::reply::{int, items, text};
-use crate::{keys, payload, scripts, wake};
+use crate::{active_job, keys, payload, scripts, wake};
 
 /// Jobs one fetch moves at most (a bound on one script's run time).
 const MAX_FETCH: usize = 1_000;
@@ -301,4 +301,100 @@ pub(crate) async fn controls(s: &RedisStore, process: &str) -> StoreResult<Vec<(
             Some((jid, Control::parse(&text(pair.get(1)?))?))
         })
         .collect())
+}
+
+/// Enqueues a job for a Rails worker as Rails' Sidekiq adapter does
+/// (`ImportJob.perform_later(*arguments)`): class `class` (the ActiveJob
+/// class), `arguments` as ActiveJob's positional arguments, on `queue`.
+/// A stint worker runs it too, with the handler registered as `class`.
+/// Returns the Sidekiq jid.
+pub async fn push_active_job(
+    store: &RedisStore,
+    class: &str,
+    arguments: Vec<serde_json::Value>,
+    queue: &str,
+) -> StoreResult<Jid> {
+    let jid = Jid::new();
+    let text = active_job::encode(&jid, class, &arguments, queue, now_ms());
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .sadd(keys::QUEUES, queue)
+        .ignore()
+        .lpush(keys::queue(queue), text)
+        .ignore()
+        .publish(wake::CHANNEL, queue)
+        .ignore();
+    store.watch(pipe.query_async::<()>(&mut store.conn().await?).await)?;
+    Ok(jid)
+}
+
+/// The blocking calls of a waiting fetch: armed while it waits (see
+/// `RedisStore::arm_landing`), disarmed by `end` or when dropped.
+pub(crate) struct Armed {
+    store: RedisStore,
+    process: String,
+    ended: bool,
+}
+
+impl Armed {
+    /// The wait is over: the blocking calls stop (cut short by CLIENT
+    /// UNBLOCK). With `settle`, returns once Redis has cut them short, so
+    /// that a job pushed afterwards stays in its queue for others to see;
+    /// otherwise (the fetch found jobs: the worker is busy) at once.
+    pub(crate) async fn end(mut self, settle: bool) {
+        self.ended = true;
+        let ids = self.store.landings().disarm(&self.process);
+        if settle {
+            unblock(&self.store, ids).await;
+        } else if !ids.is_empty() {
+            let store = self.store.clone();
+            tokio::spawn(async move { unblock(&store, ids).await });
+        }
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        if !self.ended {
+            let ids = self.store.landings().disarm(&self.process);
+            // (Dropped outside a runtime, as when one shuts down: the
+            // blocking calls end at their timeout.)
+            if let (false, Ok(rt)) = (ids.is_empty(), tokio::runtime::Handle::try_current()) {
+                let store = self.store.clone();
+                rt.spawn(async move { unblock(&store, ids).await });
+            }
+        }
+    }
+}
+
+impl RedisStore {
+    /// A fetch of `process` over `queues` found nothing and waits: jobs
+    /// pushed to them by any client land for it and wake the wait, until
+    /// the returned guard ends.
+    pub(crate) fn arm_landing(&self, process: &str, queues: &[String]) -> Armed {
+        self.landings().arm(process, queues);
+        Armed {
+            store: self.clone(),
+            process: process.to_owned(),
+            ended: false,
+        }
+    }
+}
+
+/// Cuts short the blocking calls of the connections `ids` (a call that
+/// already moved a job returns it, and its task hands it back).
+async fn unblock(s: &RedisStore, ids: Vec<i64>) {
+    if ids.is_empty() {
+        return;
+    }
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.cmd("CLIENT").arg("UNBLOCK").arg(id).ignore();
+    }
+    // Best effort, and silent: a blocking call not cut short ends at its
+    // timeout, and what it moves then is handed back; the store's own
+    // calls say when Redis is unreachable.
+    if let Ok(mut c) = s.conn().await {
+        let _ = pipe.query_async::<()>(&mut c).await;
+    }
 }
