@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{StoreError, StoreResult};
 use crate::job::Job;
-use crate::model::{Backoff, Jid, JobOptions, NewJob};
+use crate::model::{Backoff, Jid, JobOptions, Limit, NewJob, Pushed, Unique};
 use crate::store::Store;
 
 /// How one push differs from the kind's defaults (`Job::options`).
@@ -17,6 +17,8 @@ pub struct Push {
     max_stint: Option<Duration>,
     at: Option<SystemTime>,
     jid: Option<Jid>,
+    unique: Option<Unique>,
+    limit: Option<Limit>,
 }
 
 impl Push {
@@ -57,6 +59,20 @@ impl Push {
         self.at = Some(SystemTime::now() + d);
         self
     }
+    /// Makes the job unique by `unique.key`: while a job holding the key
+    /// is in `unique.scope`, this push stores nothing and answers the
+    /// holder's jid (`Pushed::Duplicate`).
+    pub fn unique(mut self, unique: Unique) -> Self {
+        self.unique = Some(unique);
+        self
+    }
+    /// Counts the job towards `limit.key`'s concurrency and rate limits:
+    /// it starts only when the key has room, waiting without a worker slot
+    /// meanwhile.
+    pub fn limit(mut self, limit: Limit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
     /// Uses this jid instead of a fresh one.
     pub fn jid(mut self, jid: Jid) -> Self {
         self.jid = Some(jid);
@@ -80,6 +96,12 @@ impl Push {
         }
         if let Some(d) = self.max_stint {
             o.max_stint_ms = Some(d.as_millis() as u64);
+        }
+        if let Some(u) = &self.unique {
+            o.unique = Some(u.clone());
+        }
+        if let Some(l) = &self.limit {
+            o.limit = Some(l.clone());
         }
         o
     }
@@ -112,11 +134,18 @@ impl Client {
                 J::KIND
             ))
         })?;
+        let mut options = J::options();
+        if let Some(u) = job.unique() {
+            options.unique = Some(u);
+        }
+        if let Some(l) = job.limit() {
+            options.limit = Some(l);
+        }
         Ok(NewJob {
             jid: push.jid.clone().unwrap_or_default(),
             kind: J::KIND.to_owned(),
             args,
-            options: push.apply(J::options()),
+            options: push.apply(options),
             run_at: push.at,
         })
     }
@@ -126,24 +155,38 @@ impl Client {
         self.push_with(job, Push::new()).await
     }
 
-    /// Enqueues a job with options of this push.
+    /// Enqueues a job with options of this push. Returns the jid that
+    /// runs it: a unique job whose key is held answers the holder's jid
+    /// (logged; `push_detailed` tells the two apart).
     pub async fn push_with<J: Job>(&self, job: &J, push: Push) -> StoreResult<Jid> {
-        let new = Self::prepare(job, &push)?;
-        let jid = new.jid.clone();
-        self.store.push(vec![new]).await?;
-        Ok(jid)
+        let pushed = self.push_detailed(job, push).await?;
+        if let Pushed::Duplicate { jid, key } = &pushed {
+            tracing::info!(kind = J::KIND, %jid, key, "not pushed: job {jid} holds the unique key {key}");
+        }
+        Ok(pushed.jid().clone())
     }
 
-    /// Enqueues many jobs in one round trip. Returns their jids in order.
+    /// Enqueues a job with options of this push, and says whether it was
+    /// stored (`Pushed::New`) or a job holding its unique key already
+    /// exists (`Pushed::Duplicate`, with that job's jid).
+    pub async fn push_detailed<J: Job>(&self, job: &J, push: Push) -> StoreResult<Pushed> {
+        let new = Self::prepare(job, &push)?;
+        let mut pushed = self.store.push(vec![new]).await?;
+        pushed
+            .pop()
+            .ok_or_else(|| StoreError::Other("the store answered no push result".into()))
+    }
+
+    /// Enqueues many jobs in one round trip. Returns the jids that run
+    /// them, in order (a holder's jid for a unique job whose key is held).
     pub async fn push_many<J: Job>(&self, jobs: &[J], push: Push) -> StoreResult<Vec<Jid>> {
         let push = push.clear_jid();
         let new: Vec<NewJob> = jobs
             .iter()
             .map(|j| Self::prepare(j, &push))
             .collect::<StoreResult<_>>()?;
-        let jids = new.iter().map(|n| n.jid.clone()).collect();
-        self.store.push(new).await?;
-        Ok(jids)
+        let pushed = self.store.push(new).await?;
+        Ok(pushed.into_iter().map(|p| p.jid().clone()).collect())
     }
 
     /// Runs a job no earlier than `at`.
@@ -157,7 +200,7 @@ impl Client {
     }
 
     /// Pushes prepared records (any kind, e.g. from another language).
-    pub async fn push_raw(&self, jobs: Vec<NewJob>) -> StoreResult<()> {
+    pub async fn push_raw(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>> {
         self.store.push(jobs).await
     }
 }

@@ -297,6 +297,16 @@ impl Ctx {
         }
     }
 
+    /// Ends the stint and runs the job again no earlier than `delay` from
+    /// now: it goes back to `scheduled` with its checkpoint (as of its
+    /// last `checkpoint` call), and no attempt is used. For a job that
+    /// finds it cannot go on yet (an API says "slow down", a file is not
+    /// there yet). Use it as `return ctx.snooze(delay);` or
+    /// `ctx.snooze(delay)?`. A pending pause or cancel wins.
+    pub fn snooze(&self, delay: Duration) -> Result<(), JobError> {
+        Err(JobError::Snooze(delay))
+    }
+
     /// Whether step `name` completed in this or an earlier stint.
     pub fn step_done(&self, name: &str) -> bool {
         self.checkpoint.steps.iter().any(|s| s == name)

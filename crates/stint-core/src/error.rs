@@ -58,6 +58,10 @@ pub enum JobError {
     /// The job can never succeed as it is (bad arguments, a checkpoint that
     /// does not deserialize): it goes to `dead` at once, without retries.
     Fatal(String),
+    /// The job asked to run again later (`Ctx::snooze`): it goes back to
+    /// `scheduled` for this long, its checkpoint saved and no attempt used.
+    /// Not a failure.
+    Snooze(std::time::Duration),
 }
 
 impl JobError {
@@ -76,6 +80,7 @@ impl JobError {
         match self {
             JobError::Interrupted(i) => (format!("interrupted: {i}"), vec![]),
             JobError::Fatal(m) => (m.clone(), vec![]),
+            JobError::Snooze(d) => (format!("snoozed for {} ms", d.as_millis()), vec![]),
             JobError::Failed(e) => {
                 let mut chain = Vec::new();
                 let mut source = e.source();

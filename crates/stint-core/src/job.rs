@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::ctx::Ctx;
 use crate::error::JobError;
-use crate::model::JobOptions;
+use crate::model::{JobOptions, Limit, Unique};
 
 /// A kind of job: its arguments are the type's fields (serde), its work is
 /// `perform`.
@@ -45,6 +45,21 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Options a push of this kind uses unless the push says otherwise.
     fn options() -> JobOptions {
         JobOptions::default()
+    }
+
+    /// This job's unique key, from its arguments (e.g. the file it
+    /// imports): a push while a job holding the key is in the key's scope
+    /// stores nothing and answers the holder's jid. `Push::unique` wins;
+    /// default: the kind's `options()`.
+    fn unique(&self) -> Option<Unique> {
+        None
+    }
+
+    /// The key whose concurrency and rate limits this job counts towards,
+    /// from its arguments (e.g. `tenant:42`). `Push::limit` wins; default:
+    /// the kind's `options()`.
+    fn limit(&self) -> Option<Limit> {
+        None
     }
 
     /// Does the work of one stint. Return `Ok` when the job is done; `?` on

@@ -157,7 +157,10 @@ impl MetricsDelta {
         match outcome {
             Outcome::Succeeded { .. } => m.processed += 1,
             Outcome::Retry { .. } | Outcome::Dead { .. } => m.failed += 1,
-            Outcome::Requeue { .. } | Outcome::Paused | Outcome::Cancelled => m.interrupted += 1,
+            Outcome::Requeue { .. }
+            | Outcome::Paused
+            | Outcome::Cancelled
+            | Outcome::Snooze { .. } => m.interrupted += 1,
         }
         m.stint_seconds.observe(ran);
     }

@@ -16,8 +16,8 @@ use crate::error::StoreResult;
 use crate::lifecycle::{self, JobCommand, StintEnd};
 use crate::metrics::Metrics;
 use crate::model::{
-    Checkpoint, ChildRecord, Control, ErrorInfo, Jid, JobDetail, JobRecord, JobState, NewJob,
-    ProcessCommand, ProcessInfo, Stats,
+    Checkpoint, ChildRecord, Control, ErrorInfo, Jid, JobDetail, JobRecord, JobState, KeyInfo,
+    NewJob, ProcessCommand, ProcessInfo, Pushed, Stats,
 };
 use crate::periodic::{ScheduleDef, ScheduleInfo, TickOutcome, TickPush, TickRecord};
 
@@ -76,6 +76,12 @@ pub enum Outcome {
     Paused,
     /// Cancelled by an operator: `cancelled`, checkpoint kept.
     Cancelled,
+    /// The job snoozed (`Ctx::snooze`): `scheduled` until `run_at_ms`,
+    /// attempts unchanged, checkpoint kept.
+    Snooze {
+        /// When the job goes back to its queue, in ms since the epoch.
+        run_at_ms: i64,
+    },
 }
 
 impl Outcome {
@@ -99,6 +105,7 @@ impl Outcome {
             Outcome::Requeue { reason } => Some(reason.clone()),
             Outcome::Paused => Some(lifecycle::PAUSED_BY_OPERATOR.into()),
             Outcome::Cancelled => Some(lifecycle::CANCELLED_BY_OPERATOR.into()),
+            Outcome::Snooze { .. } => Some(lifecycle::SNOOZED.into()),
         }
     }
 }
@@ -176,8 +183,14 @@ pub trait Store: Send + Sync + 'static {
     // ---- clients ----
 
     /// Pushes jobs in one round trip: `enqueued` at the tail of their
-    /// queues, or `scheduled` when `run_at` is in the future.
-    async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<()>;
+    /// queues, or `scheduled` when `run_at` is in the future. A job with a
+    /// unique key (`JobOptions::unique`) whose key is held by another job
+    /// (as [`crate::model::Unique::refuses`] rules, the holder's state read
+    /// in the same atomic step) is not stored: its answer is
+    /// `Pushed::Duplicate` with the holder's jid; so is a later job of the
+    /// same push with the key of an earlier one. Answers one `Pushed` per
+    /// job, in order.
+    async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>>;
 
     // ---- worker processes ----
 
@@ -219,6 +232,17 @@ pub trait Store: Send + Sync + 'static {
     /// Moves up to `limit` jobs from the queues (taken in the order given;
     /// paused queues skipped; oldest first within a queue) into leases held
     /// by `process`, atomically: a job is never leased twice.
+    ///
+    /// A job with a `JobOptions::limit` is leased only when
+    /// [`crate::model::Limit::admit`] says `Start` for its key (counting the
+    /// key's running jobs and recent stint starts, this fetch's included);
+    /// otherwise it is parked in its queue's order as `enqueued` with
+    /// `blocked` set, and not fetched again until the key has room: when a
+    /// running job of the key ends (any stint end, a split, a recovery) the
+    /// key's oldest job waiting for a slot is unparked in the same atomic
+    /// step; a job waiting for the rate is unparked by `promote_due` once
+    /// its time comes. Every command that moves a parked job elsewhere
+    /// (pause, cancel, delete, clear) unparks it.
     async fn fetch(
         &self,
         process: &str,
@@ -377,6 +401,10 @@ pub trait Store: Send + Sync + 'static {
     /// The command an operator gave `process`, if any; the runtime polls it
     /// with every heartbeat.
     async fn process_command(&self, process: &str) -> StoreResult<Option<ProcessCommand>>;
+
+    /// Every key with limits that has jobs running or waiting: its limits
+    /// and counts, sorted by key.
+    async fn limits(&self) -> StoreResult<Vec<KeyInfo>>;
 
     /// The counters of stint ends and recoveries by job kind and queue
     /// (see [`crate::metrics`]), kept in the same transactions as the

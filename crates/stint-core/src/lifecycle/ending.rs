@@ -24,13 +24,15 @@ pub enum StintEnd {
     Cancelled,
     /// It split itself into children and waits for them.
     Split,
+    /// It snoozed (`Ctx::snooze`): scheduled again, attempts unchanged.
+    Snoozed,
     /// Another process holds the job now: the stint writes nothing.
     LeaseLost,
 }
 
 impl StintEnd {
     /// Every end.
-    pub const ALL: [StintEnd; 8] = [
+    pub const ALL: [StintEnd; 9] = [
         StintEnd::Succeeded,
         StintEnd::Failed,
         StintEnd::Dead,
@@ -38,6 +40,7 @@ impl StintEnd {
         StintEnd::Paused,
         StintEnd::Cancelled,
         StintEnd::Split,
+        StintEnd::Snoozed,
         StintEnd::LeaseLost,
     ];
 
@@ -50,6 +53,7 @@ impl StintEnd {
             Outcome::Requeue { .. } => StintEnd::Interrupted,
             Outcome::Paused => StintEnd::Paused,
             Outcome::Cancelled => StintEnd::Cancelled,
+            Outcome::Snooze { .. } => StintEnd::Snoozed,
         }
     }
 
@@ -63,6 +67,7 @@ impl StintEnd {
             StintEnd::Paused => "paused",
             StintEnd::Cancelled => "cancelled",
             StintEnd::Split => "split",
+            StintEnd::Snoozed => "snoozed",
             StintEnd::LeaseLost => "lease lost",
         }
     }
@@ -75,9 +80,9 @@ impl StintEnd {
 
 /// The rule of a stint's end: the state its job goes to when the stint
 /// ended as `end` while an operator's `pending` pause or cancel had not
-/// been acted on. A pending command wins over a retry or a requeue (the
-/// operator asked for it; the stint just did not reach a checkpoint in
-/// time); an end the stint chose itself stands. `None`: nothing is written
+/// been acted on. A pending command wins over a retry, a requeue or a
+/// snooze (the operator asked for it; the stint just did not reach a
+/// checkpoint in time); an end the stint chose itself stands. `None`: nothing is written
 /// (the lease was lost).
 pub fn after_stint(end: StintEnd, pending: Option<Control>) -> Option<JobState> {
     Some(match end {
@@ -87,10 +92,11 @@ pub fn after_stint(end: StintEnd, pending: Option<Control>) -> Option<JobState> 
         StintEnd::Paused => JobState::Paused,
         StintEnd::Cancelled => JobState::Cancelled,
         StintEnd::Split => JobState::Waiting,
-        StintEnd::Failed | StintEnd::Interrupted => match pending {
+        StintEnd::Failed | StintEnd::Interrupted | StintEnd::Snoozed => match pending {
             Some(Control::Pause) => JobState::Paused,
             Some(Control::Cancel) => JobState::Cancelled,
             None if end == StintEnd::Failed => JobState::Retrying,
+            None if end == StintEnd::Snoozed => JobState::Scheduled,
             None => JobState::Enqueued,
         },
     })
@@ -147,7 +153,7 @@ mod tests {
             for c in [Control::Pause, Control::Cancel] {
                 let with = after_stint(end, Some(c));
                 match end {
-                    StintEnd::Failed | StintEnd::Interrupted => {
+                    StintEnd::Failed | StintEnd::Interrupted | StintEnd::Snoozed => {
                         assert_eq!(
                             with,
                             Some(if c == Control::Pause {

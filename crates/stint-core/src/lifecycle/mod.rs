@@ -42,3 +42,6 @@ pub const SPLIT_WAITING: &str = "waiting for {n} children of split {step}";
 /// not renew its lease in time (the job goes back to the head of its queue,
 /// unless it was recovered meanwhile).
 pub const SELF_FENCED: &str = "stopped: its worker could not reach the store to renew its lease";
+
+/// The stint history's reason of a stint that snoozed (`Ctx::snooze`).
+pub const SNOOZED: &str = "snoozed";

@@ -16,13 +16,14 @@ use super::recovery::{self, recover};
 const CONTROLS: [Option<Control>; 3] = [None, Some(Control::Pause), Some(Control::Cancel)];
 
 /// The ends a store records (the others write nothing, or are a split).
-const RECORDED: [StintEnd; 6] = [
+const RECORDED: [StintEnd; 7] = [
     StintEnd::Succeeded,
     StintEnd::Failed,
     StintEnd::Dead,
     StintEnd::Interrupted,
     StintEnd::Paused,
     StintEnd::Cancelled,
+    StintEnd::Snoozed,
 ];
 
 /// A string literal, in SQL or Lua (both take single quotes, doubled in
@@ -210,6 +211,7 @@ pub fn lua_code(end: StintEnd) -> &'static str {
         StintEnd::Paused => "P",
         StintEnd::Cancelled => "C",
         StintEnd::Split => "W",
+        StintEnd::Snoozed => "Z",
         StintEnd::LeaseLost => "L",
     }
 }

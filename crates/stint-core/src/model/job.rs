@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{now_ms, Control, Jid, JobState};
+use super::{now_ms, Blocked, Control, Jid, JobState, Limit, Unique};
 
 /// A job's saved progress. The cursor means "everything before this is done".
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -105,6 +105,13 @@ pub struct JobOptions {
     pub backoff: Backoff,
     /// Longest one stint may run before it checkpoints and re-queues itself.
     pub max_stint_ms: Option<u64>,
+    /// A unique key: a push of the same key while this job holds it stores
+    /// nothing and answers this job's jid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<Unique>,
+    /// The concurrency and rate limits of a key this job counts towards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
 }
 
 impl Default for JobOptions {
@@ -114,6 +121,8 @@ impl Default for JobOptions {
             max_attempts: 25,
             backoff: Backoff::default(),
             max_stint_ms: None,
+            unique: None,
+            limit: None,
         }
     }
 }
@@ -202,6 +211,10 @@ pub struct JobRecord {
     /// carries one (see `crate::trace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Why an enqueued job is not being fetched: its key's concurrency or
+    /// rate limit (see `JobOptions::limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<Blocked>,
 }
 
 /// How one stint ended.

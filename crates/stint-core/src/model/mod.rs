@@ -2,6 +2,7 @@
 //! and the processes that run it. Every store maps these types to its own
 //! layout; nothing here knows about any one store.
 
+mod flow;
 mod jid;
 mod job;
 mod process;
@@ -10,6 +11,9 @@ mod stats;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use flow::{
+    Admit, Blocked, KeyInfo, Limit, Pushed, RateLimit, Unique, UniqueScope, WaitReason,
+};
 pub use jid::Jid;
 pub use job::{
     Backoff, Checkpoint, ErrorInfo, JobDetail, JobOptions, JobRecord, NewJob, StintRecord,

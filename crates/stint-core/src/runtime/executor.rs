@@ -171,6 +171,17 @@ async fn run_stint_in_span(
                 outcome,
             })
         }
+        Ok((ctx, Err(JobError::Snooze(delay)))) => {
+            // A pause or cancel asked for meanwhile wins (the store applies
+            // the rule, `lifecycle::after_stint`).
+            let run_at_ms = now_ms() + delay.as_millis() as i64;
+            tracing::info!(jid = %job.jid, kind = %job.kind, delay_ms = delay.as_millis() as u64, "snoozed");
+            Some(Completion {
+                lease,
+                checkpoint: ctx.final_checkpoint(false),
+                outcome: Outcome::Snooze { run_at_ms },
+            })
+        }
         Ok((_ctx, Err(e))) => Some(failure(&job, lease, e)),
         Err(panic) => {
             let msg = panic

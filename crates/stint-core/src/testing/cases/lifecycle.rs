@@ -151,20 +151,24 @@ fn outcome_of(end: StintEnd) -> Outcome {
         },
         StintEnd::Paused => Outcome::Paused,
         StintEnd::Cancelled => Outcome::Cancelled,
+        StintEnd::Snoozed => Outcome::Snooze {
+            run_at_ms: now_ms() + HOUR.as_millis() as i64,
+        },
         StintEnd::Split | StintEnd::LeaseLost => panic!("{end:?} is not a recorded outcome"),
     };
     assert_eq!(StintEnd::of(&outcome), end, "the outcome of {end:?}");
     outcome
 }
 
-/// The six ends a store records.
-const RECORDED: [StintEnd; 6] = [
+/// The seven ends a store records.
+const RECORDED: [StintEnd; 7] = [
     StintEnd::Succeeded,
     StintEnd::Failed,
     StintEnd::Dead,
     StintEnd::Interrupted,
     StintEnd::Paused,
     StintEnd::Cancelled,
+    StintEnd::Snoozed,
 ];
 
 /// Asks a running job for `control` through the store's own command, as

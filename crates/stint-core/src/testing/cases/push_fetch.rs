@@ -23,6 +23,7 @@ pub async fn push_then_fetch(store: Arc<dyn Store>) {
             jitter: 0.0,
         },
         max_stint_ms: Some(60_000),
+        ..Default::default()
     };
     let new = crate::model::NewJob {
         kind: "SendMail".into(),
