@@ -35,7 +35,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior};
 use stint_core::metrics::Metrics;
 use stint_core::model::{
-    ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessCommand, ProcessInfo, Stats,
+    ChildRecord, Control, Jid, JobDetail, JobRecord, KeyInfo, NewJob, ProcessCommand, ProcessInfo,
+    Pushed, Stats,
 };
 use stint_core::periodic::{ScheduleDef, ScheduleInfo, TickOutcome, TickPush, TickRecord};
 use stint_core::store::{CommandEffect, Completion, JobFilter, Lease, Leased, Recovered, Store};
@@ -198,7 +199,7 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<()> {
+    async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>> {
         self.write(move |tx| transitions::push(tx, &jobs)).await
     }
 
@@ -359,6 +360,10 @@ impl Store for SqliteStore {
         let p = process.to_owned();
         self.read(move |conn| processes::process_command(conn, &p))
             .await
+    }
+
+    async fn limits(&self) -> StoreResult<Vec<KeyInfo>> {
+        Ok(Vec::new())
     }
 
     async fn metrics(&self) -> StoreResult<Metrics> {

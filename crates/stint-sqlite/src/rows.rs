@@ -49,5 +49,6 @@ pub fn job_from_row(row: &Row) -> rusqlite::Result<JobRecord> {
         error: error.and_then(|e| serde_json::from_str::<ErrorInfo>(&e).ok()),
         reason: row.get(17)?,
         traceparent: None,
+        blocked: None,
     })
 }

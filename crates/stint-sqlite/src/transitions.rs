@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use stint_core::lifecycle::{self, recovery, render, JobCommand, StintEnd};
 use stint_core::metrics::MetricsDelta;
-use stint_core::model::{now_ms, to_ms, Checkpoint, Control, Jid, JobState, NewJob};
+use stint_core::model::{now_ms, to_ms, Checkpoint, Control, Jid, JobState, NewJob, Pushed};
 use stint_core::store::{Completion, Lease, Outcome};
 use stint_core::{StoreError, StoreResult};
 
@@ -18,8 +18,9 @@ use crate::queue::{head_seq_sql, next_seq, wake_parent};
 /// The lease fence of a stint's writes: ?1 jid, ?2 process, ?3 stint.
 const FENCE: &str = "jid = ?1 AND state = 'running' AND process = ?2 AND stints = ?3";
 
-pub fn push(tx: &Connection, jobs: &[NewJob]) -> StoreResult<()> {
-    insert_jobs(tx, jobs, None)
+pub fn push(tx: &Connection, jobs: &[NewJob]) -> StoreResult<Vec<Pushed>> {
+    insert_jobs(tx, jobs, None)?;
+    Ok(jobs.iter().map(|j| Pushed::New(j.jid.clone())).collect())
 }
 
 /// Inserts jobs at the tail of their queues (or scheduled), as children of
@@ -108,6 +109,7 @@ pub fn complete(tx: &Connection, completions: &[Completion]) -> StoreResult<Vec<
             Outcome::Retry { error, retry_at_ms } => (Some(error), Some(*retry_at_ms), None),
             Outcome::Dead { error, .. } => (Some(error), None, None),
             Outcome::Succeeded { result } => (None, None, result.as_ref().map(to_json)),
+            Outcome::Snooze { run_at_ms } => (None, Some(*run_at_ms), None),
             _ => (None, None, None),
         };
         let ended: Option<(String, String)> = query_row(
