@@ -28,8 +28,8 @@ static COMPLETE_SQL: LazyLock<String> = LazyLock::new(|| {
     let finals = render::sql_final_states();
     let attempt = labels(StintEnd::uses_attempt);
     let succeeded = labels(|e| e == StintEnd::Succeeded);
-    let failed = labels(|e| e == StintEnd::Failed);
     let interrupted = labels(|e| e == StintEnd::Interrupted);
+    let due_later = labels(|e| matches!(e, StintEnd::Failed | StintEnd::Snoozed));
     format!(
         "
 WITH c AS (
@@ -45,7 +45,7 @@ WITH c AS (
         result = CASE WHEN c.label IN {succeeded} THEN c.result ELSE t.result END,
         attempts = t.attempts + CASE WHEN c.label IN {attempt} THEN 1 ELSE 0 END,
         error = CASE WHEN c.label IN {attempt} THEN c.error ELSE t.error END,
-        run_at = CASE WHEN c.label IN {failed} THEN c.retry_at ELSE t.run_at END,
+        run_at = CASE WHEN c.label IN {due_later} THEN c.retry_at ELSE t.run_at END,
         seq = CASE WHEN c.label IN {interrupted} THEN nextval('stint_head_seq') ELSE t.seq END,
         enqueued_at = CASE WHEN c.label IN {interrupted} THEN now() ELSE t.enqueued_at END
     FROM c
@@ -127,6 +127,7 @@ impl CompleteArgs {
                     (None, Some(to_json(error)), Some(from_ms(*retry_at_ms)))
                 }
                 Outcome::Dead { error, .. } => (None, Some(to_json(error)), None),
+                Outcome::Snooze { run_at_ms } => (None, None, Some(from_ms(*run_at_ms))),
                 _ => (None, None, None),
             };
             a.result.push(result);

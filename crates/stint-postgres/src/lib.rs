@@ -64,7 +64,8 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use stint_core::metrics::Metrics;
 use stint_core::model::{
-    ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessCommand, ProcessInfo, Stats,
+    ChildRecord, Control, Jid, JobDetail, JobRecord, KeyInfo, NewJob, ProcessCommand, ProcessInfo,
+    Pushed, Stats,
 };
 use stint_core::periodic::{ScheduleDef, ScheduleInfo, TickOutcome, TickPush, TickRecord};
 use stint_core::store::{
@@ -252,7 +253,7 @@ impl Store for PgStore {
         "postgres"
     }
 
-    async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<()> {
+    async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>> {
         transitions::push(&self.client().await?, &jobs).await
     }
 
@@ -415,6 +416,10 @@ impl Store for PgStore {
 
     async fn process_command(&self, process: &str) -> StoreResult<Option<ProcessCommand>> {
         processes::process_command(&self.client().await?, process).await
+    }
+
+    async fn limits(&self) -> StoreResult<Vec<KeyInfo>> {
+        Ok(vec![])
     }
 
     async fn metrics(&self) -> StoreResult<Metrics> {

@@ -105,5 +105,6 @@ pub fn job_from_row(row: &Row) -> StoreResult<JobRecord> {
         error: error.and_then(|e| serde_json::from_value::<ErrorInfo>(e).ok()),
         reason: get(row, 17)?,
         traceparent: None,
+        blocked: None,
     })
 }

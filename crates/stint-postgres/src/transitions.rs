@@ -8,7 +8,7 @@ use deadpool_postgres::Client;
 use serde_json::Value;
 use stint_core::lifecycle::recovery::fill;
 use stint_core::lifecycle::{after_stint, JobCommand, StintEnd, SPLIT_WAITING};
-use stint_core::model::{Checkpoint, Control, Jid, NewJob};
+use stint_core::model::{Checkpoint, Control, Jid, NewJob, Pushed};
 use stint_core::store::Lease;
 use stint_core::{StoreError, StoreResult};
 use tokio_postgres::error::SqlState;
@@ -119,14 +119,14 @@ pub(crate) fn push_err(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
-pub async fn push(c: &Client, jobs: &[NewJob]) -> StoreResult<()> {
+pub async fn push(c: &Client, jobs: &[NewJob]) -> StoreResult<Vec<Pushed>> {
     if jobs.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
     let args = PushArgs::new(jobs)?;
     let st = c.prepare_cached(PUSH_SQL).await.map_err(pg_err)?;
     c.query(&st, &args.params()).await.map_err(push_err)?;
-    Ok(())
+    Ok(jobs.iter().map(|j| Pushed::New(j.jid.clone())).collect())
 }
 
 /// Parks the parent and enqueues its children, in one transaction fenced

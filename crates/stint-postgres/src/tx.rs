@@ -11,7 +11,7 @@
 use std::future::Future;
 
 use serde::Serialize;
-use stint_core::model::{Checkpoint, Control, Jid, NewJob};
+use stint_core::model::{Checkpoint, Control, Jid, NewJob, Pushed};
 use stint_core::store::{CheckpointTx, Lease};
 use stint_core::{Client, Ctx, Job, JobError, Push, StoreResult};
 use tokio_postgres::types::ToSql;
@@ -112,7 +112,8 @@ impl CtxExt for Ctx {
 
 /// Pushes `job` (its kind's options) inside the caller's transaction `tx`
 /// on the store's database: the job exists, and workers hear of it, only
-/// when `tx` commits. Returns its jid.
+/// when `tx` commits. Returns the jid that runs it (the holder's, for a
+/// unique job whose key is held).
 pub async fn push_in<J: Job>(tx: &Transaction<'_>, job: &J) -> StoreResult<Jid> {
     push_in_with(tx, job, Push::new()).await
 }
@@ -120,16 +121,19 @@ pub async fn push_in<J: Job>(tx: &Transaction<'_>, job: &J) -> StoreResult<Jid> 
 /// As [`push_in`], with options of this push.
 pub async fn push_in_with<J: Job>(tx: &Transaction<'_>, job: &J, push: Push) -> StoreResult<Jid> {
     let new = Client::prepare(job, &push)?;
-    let jid = new.jid.clone();
-    push_raw_in(tx, vec![new]).await?;
-    Ok(jid)
+    let pushed = push_raw_in(tx, vec![new]).await?;
+    Ok(pushed
+        .into_iter()
+        .next()
+        .map(|p| p.jid().clone())
+        .expect("one answer per job pushed"))
 }
 
 /// Pushes prepared records inside the caller's transaction `tx`, in one
-/// statement.
-pub async fn push_raw_in(tx: &Transaction<'_>, jobs: Vec<NewJob>) -> StoreResult<()> {
+/// statement. Answers one `Pushed` per job, in order.
+pub async fn push_raw_in(tx: &Transaction<'_>, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>> {
     if jobs.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
     let args = PushArgs::new(&jobs)?;
     let values = args.params();
@@ -139,5 +143,5 @@ pub async fn push_raw_in(tx: &Transaction<'_>, jobs: Vec<NewJob>) -> StoreResult
         .map(|(v, t)| (*v, t.clone()))
         .collect();
     tx.query_typed(PUSH_SQL, &params).await.map_err(push_err)?;
-    Ok(())
+    Ok(jobs.iter().map(|j| Pushed::New(j.jid.clone())).collect())
 }
