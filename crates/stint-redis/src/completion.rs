@@ -117,6 +117,10 @@ pub(crate) async fn complete(
             Outcome::Requeue { .. } => "Q",
             Outcome::Paused => "P",
             Outcome::Cancelled => "C",
+            Outcome::Snooze { run_at_ms } => {
+                score = format!("{:.3}", payload::secs(*run_at_ms));
+                "Z"
+            }
         };
         let (cp, done) = match &c.checkpoint {
             Some(cp) => (

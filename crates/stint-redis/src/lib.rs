@@ -92,7 +92,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use stint_core::metrics::Metrics;
 use stint_core::model::{
-    ChildRecord, Control, Jid, JobDetail, JobRecord, NewJob, ProcessCommand, ProcessInfo, Stats,
+    ChildRecord, Control, Jid, JobDetail, JobRecord, KeyInfo, NewJob, ProcessCommand, ProcessInfo,
+    Pushed, Stats,
 };
 use stint_core::periodic::{ScheduleDef, ScheduleInfo, TickOutcome, TickPush, TickRecord};
 use stint_core::store::{CommandEffect, Completion, JobFilter, Lease, Leased, Recovered, Store};
@@ -104,7 +105,7 @@ impl Store for RedisStore {
         "redis"
     }
 
-    async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<()> {
+    async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>> {
         transitions::push(self, jobs).await
     }
 
@@ -235,6 +236,10 @@ impl Store for RedisStore {
 
     async fn process_command(&self, process: &str) -> StoreResult<Option<ProcessCommand>> {
         processes::process_command(self, process).await
+    }
+
+    async fn limits(&self) -> StoreResult<Vec<KeyInfo>> {
+        admin::limits(self).await
     }
 
     async fn metrics(&self) -> StoreResult<Metrics> {

@@ -20,7 +20,9 @@
 //!   written into a payload whose `created_at` is integer milliseconds
 //!   (`failed_at`, `retried_at`, `enqueued_at`) is integer milliseconds too.
 //! - stint's own options that Sidekiq has no field for (backoff, maximum
-//!   stint time) go in a `"stint"` object, only when not the defaults.
+//!   stint time, unique key, limits: `"unique"` and `"limit"` in
+//!   `JobOptions`' serde form) go in a `"stint"` object, only when not the
+//!   defaults.
 //!
 //! - `traceparent` (top level, as OpenTelemetry's Sidekiq instrumentation
 //!   writes it) is the job's trace context (`JobRecord::traceparent`); a
@@ -32,7 +34,7 @@
 //! Fields stint does not know are kept intact whenever it rewrites a job.
 
 use serde_json::{json, Map, Value};
-use stint_core::model::{Backoff, ErrorInfo, Jid, JobOptions, NewJob};
+use stint_core::model::{Backoff, ErrorInfo, Jid, JobOptions, Limit, NewJob, Unique};
 
 use crate::active_job;
 
@@ -111,6 +113,12 @@ pub(crate) fn encode_new(job: &NewJob, now_ms: i64) -> (String, Option<f64>) {
     if let Some(ms) = o.max_stint_ms {
         extra.insert("max_stint_ms".into(), json!(ms));
     }
+    if let Some(u) = &o.unique {
+        extra.insert("unique".into(), json!(u));
+    }
+    if let Some(l) = &o.limit {
+        extra.insert("limit".into(), json!(l));
+    }
     if !extra.is_empty() {
         m.insert("stint".into(), Value::Object(extra));
     }
@@ -183,6 +191,12 @@ pub(crate) fn parse(payload: &str) -> Result<Parsed, String> {
     let max_stint_ms = extra
         .and_then(|e| e.get("max_stint_ms"))
         .and_then(Value::as_u64);
+    let unique = extra
+        .and_then(|e| e.get("unique"))
+        .and_then(|u| serde_json::from_value::<Unique>(u.clone()).ok());
+    let limit = extra
+        .and_then(|e| e.get("limit"))
+        .and_then(|l| serde_json::from_value::<Limit>(l.clone()).ok());
     let retry_count = m.get("retry_count").and_then(Value::as_i64);
     let attempts = retry_count.map(|c| (c.max(-1) + 1) as u32).unwrap_or(0);
     let error = m
@@ -212,6 +226,8 @@ pub(crate) fn parse(payload: &str) -> Result<Parsed, String> {
             max_attempts,
             backoff,
             max_stint_ms,
+            unique,
+            limit,
         },
         attempts,
         created_at_ms: m.get("created_at").and_then(time_ms).unwrap_or(0),
@@ -370,6 +386,16 @@ mod tests {
         job.options.max_attempts = 1;
         job.options.backoff = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(9));
         job.options.max_stint_ms = Some(5_000);
+        job.options.unique = Some(
+            stint_core::model::Unique::new("import:a.csv")
+                .scope(stint_core::model::UniqueScope::WhileRunning)
+                .ttl(Duration::from_secs(60)),
+        );
+        job.options.limit = Some(
+            stint_core::model::Limit::key("tenant:7")
+                .concurrency(2)
+                .rate(10, Duration::from_secs(1)),
+        );
         job.run_at = Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_060_250));
         let (text, at) = encode_new(&job, 1_700_000_000_000);
         assert_eq!(at, Some(1_700_000_060.25));

@@ -162,6 +162,7 @@ pub(crate) fn build(state: JobState, p: Parsed, score: Option<f64>, hash: &Hash)
         error,
         reason: hash.get("reason").map(str::to_owned),
         traceparent: p.traceparent,
+        blocked: None,
     }
 }
 

@@ -5,7 +5,7 @@
 //! in `completion`.
 
 use redis::Value;
-use stint_core::model::{now_ms, Checkpoint, Control, Jid, JobState, NewJob};
+use stint_core::model::{now_ms, Checkpoint, Control, Jid, JobState, NewJob, Pushed};
 use stint_core::store::{Lease, Leased};
 use stint_core::{StoreError, StoreResult};
 
@@ -23,9 +23,9 @@ const MAX_FETCH: usize = 1_000;
 /// which undoes the push and names the jid when one is a job the store
 /// knows already (`StoreError::Duplicate`), and the announcement of the
 /// queues (wake.rs).
-pub(crate) async fn push(s: &RedisStore, jobs: Vec<NewJob>) -> StoreResult<()> {
+pub(crate) async fn push(s: &RedisStore, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>> {
     if jobs.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let now = now_ms();
     let mut by_queue: Vec<(String, Vec<String>)> = Vec::new();
@@ -68,7 +68,7 @@ pub(crate) async fn push(s: &RedisStore, jobs: Vec<NewJob>) -> StoreResult<()> {
     }
     let (dup,): (Vec<String>,) = s.watch(pipe.query_async(&mut s.conn().await?).await)?;
     match dup.first() {
-        None => Ok(()),
+        None => Ok(jobs.into_iter().map(|j| Pushed::New(j.jid)).collect()),
         Some(jid) => Err(StoreError::Duplicate(
             Jid::parse(jid).map_err(StoreError::Corrupt)?,
         )),

@@ -9,7 +9,8 @@
 --   F jid process stint code label reason checkpoint done payload
 --     retry-score error result record
 --       any end, fenced by the stint number; code S succeeded, R retry,
---       D dead, Q requeue (head of the queue), P paused, C cancelled
+--       D dead, Q requeue (head of the queue), P paused, C cancelled,
+--       Z snoozed (`schedule` at retry-score, attempts unchanged)
 -- The leases of a process are read in one HMGET. The state each end leads
 -- to, with or without a pending pause or cancel, is AFTER_STINT's (core's
 -- rule, in the generated prelude). Empty checkpoint, done or
@@ -148,6 +149,8 @@ for _, e in ipairs(ends) do
         redis.call('EXPIRE', key, child and DEAD_KEEP_MS / 1000 or ttl)
       elseif state == 'retrying' then
         redis.call('ZADD', 'retry', e.score, payload)
+      elseif state == 'scheduled' then
+        redis.call('ZADD', 'schedule', e.score, payload)
       elseif state == 'dead' then
         redis.call('ZADD', 'dead', secs(now), payload)
         redis.call('EXPIRE', key, DEAD_KEEP_MS / 1000)
