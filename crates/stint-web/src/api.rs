@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use stint_core::model::{Jid, JobState};
+use stint_core::model::{Jid, JobState, KeyInfo};
 use stint_core::periodic::ScheduleInfo;
 use stint_core::store::JobFilter;
 use stint_core::StoreError;
@@ -70,6 +70,13 @@ pub async fn processes(State(st): State<AppState>) -> ApiResult<Vec<views::Proce
 /// `GET /api/cron`: the periodic schedules with their last run and counts.
 pub async fn cron(State(st): State<AppState>) -> ApiResult<Vec<ScheduleInfo>> {
     Ok(Json(st.store.schedules().await?))
+}
+
+/// `GET /api/limits`: every key of concurrency and rate limits that has
+/// jobs running or parked: its limits, running jobs, and jobs waiting for a
+/// slot (`waiting_limit`) or for the rate (`waiting_rate`); sorted by key.
+pub async fn limits(State(st): State<AppState>) -> ApiResult<Vec<KeyInfo>> {
+    Ok(Json(st.store.limits().await?))
 }
 
 /// The query of `GET /api/jobs` (and of the list pages).

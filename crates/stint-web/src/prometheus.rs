@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use stint_core::metrics::{Metrics, STINT_SECONDS_BUCKETS};
-use stint_core::model::{now_ms, JobState, QueueInfo, Stats};
+use stint_core::model::{now_ms, JobState, KeyInfo, QueueInfo, Stats};
 use stint_core::periodic::ScheduleInfo;
 use stint_core::store::JobFilter;
 
@@ -51,6 +51,16 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
         }
     }
     write_gauges(&mut out, &stats, &by_kind);
+    match st.store.limits().await {
+        Ok(k) => write_limits(&mut out, &k),
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "# stint: the store lists no limit keys: {}",
+                one_line(&e.to_string())
+            );
+        }
+    }
     match st.store.schedules().await {
         Ok(s) => write_periodic(&mut out, &s),
         Err(e) => {
@@ -87,6 +97,41 @@ fn write_periodic(out: &mut String, schedules: &[ScheduleInfo]) {
                 out,
                 "{name}{{schedule=\"{}\",outcome=\"{outcome}\"}} {n}",
                 label(&s.name)
+            );
+        }
+    }
+}
+
+/// The keys of concurrency and rate limits with jobs running or parked
+/// (`Store::limits`): running jobs, and parked jobs by the limit they wait
+/// for.
+fn write_limits(out: &mut String, keys: &[KeyInfo]) {
+    family(
+        out,
+        "stint_limit_running",
+        "gauge",
+        "Jobs of a limit key running now.",
+    );
+    for k in keys {
+        let _ = writeln!(
+            out,
+            "stint_limit_running{{key=\"{}\"}} {}",
+            label(&k.key),
+            k.running
+        );
+    }
+    family(
+        out,
+        "stint_limit_waiting",
+        "gauge",
+        "Jobs of a limit key parked: waiting for a slot (reason=\"limit\") or for the rate (reason=\"rate\").",
+    );
+    for k in keys {
+        for (reason, n) in [("limit", k.waiting_limit), ("rate", k.waiting_rate)] {
+            let _ = writeln!(
+                out,
+                "stint_limit_waiting{{key=\"{}\",reason=\"{reason}\"}} {n}",
+                label(&k.key)
             );
         }
     }

@@ -9,7 +9,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use stint_core::metrics::Metrics;
 use stint_core::model::{
-    now_ms, ChildRecord, ErrorInfo, Jid, JobRecord, JobState, ProcessCommand, ProcessInfo,
+    now_ms, ChildRecord, ErrorInfo, Jid, JobRecord, JobState, KeyInfo, ProcessCommand, ProcessInfo,
     QueueInfo, StintRecord, TreeProgress,
 };
 use stint_core::store::JobFilter;
@@ -119,6 +119,9 @@ pub struct DetailView {
     /// Every error it had, oldest first, each with its chain of causes.
     pub errors: Vec<ErrorInfo>,
     pub children: Vec<ChildView>,
+    /// The counts of the job's limit key (`Store::limits`), when it has a
+    /// limit and the key has jobs running or parked.
+    pub limit_counts: Option<KeyInfo>,
 }
 
 pub async fn detail(store: &Arc<dyn Store>, jid: &Jid) -> StoreResult<Option<DetailView>> {
@@ -127,6 +130,18 @@ pub async fn detail(store: &Arc<dyn Store>, jid: &Jid) -> StoreResult<Option<Det
     };
     let children: Vec<ChildRecord> = store.children(jid).await?;
     let tree = (!children.is_empty()).then(|| TreeProgress::of(&children));
+    // The key's counts complete the page; a store that cannot list them
+    // leaves them out rather than failing the page.
+    let limit_counts = match &d.job.options.limit {
+        Some(l) => match store.limits().await {
+            Ok(keys) => keys.into_iter().find(|k| k.key == l.key),
+            Err(e) => {
+                tracing::debug!(error = %e, "no limit counts for job {jid}");
+                None
+            }
+        },
+        None => None,
+    };
     Ok(Some(DetailView {
         job: JobView::new(d.job, tree),
         history: d.history,
@@ -139,6 +154,7 @@ pub async fn detail(store: &Arc<dyn Store>, jid: &Jid) -> StoreResult<Option<Det
                 job: JobView::new(c.job, None),
             })
             .collect(),
+        limit_counts,
     }))
 }
 

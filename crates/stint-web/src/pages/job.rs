@@ -1,4 +1,5 @@
-//! One job: arguments, checkpoint, steps, options, its stints and why each
+//! One job: arguments, checkpoint, steps, options (with its unique key and
+//! limit), why it waits when a limit parked it, its stints and why each
 //! ended, its errors with their chains of causes, and the children of a
 //! split job.
 
@@ -8,6 +9,7 @@ use maud::{html, Markup};
 use stint_core::model::JobOptions;
 use stint_core::StoreError;
 
+use super::limits;
 use super::lists::{actions, job_cell};
 use super::{json_block, layout, opt, progress, seg, sig, state_badge, Ctx, Live, NoticeQuery};
 use crate::api::{parse_jid, ApiError};
@@ -38,7 +40,7 @@ pub async fn page(
         scope: "job",
         item_scope: "job",
         item_sig: "job.state",
-        sig_paths: "job.state,job.stints,job.control,errors.length,children.length",
+        sig_paths: "job.state,job.stints,job.control,job.blocked.reason,job.blocked.key,errors.length,children.length",
         sig: signature(&d),
     };
     let title = format!("{} {}", d.job.job.kind, jid);
@@ -53,6 +55,8 @@ fn signature(d: &DetailView) -> String {
         &j.state,
         &j.stints,
         &opt(j.control.map(|c| c.as_str())),
+        &opt(j.blocked.as_ref().map(|b| b.reason)),
+        &opt(j.blocked.as_ref().map(|b| &b.key)),
         &d.errors.len(),
         &d.children.len(),
     ])
@@ -86,6 +90,12 @@ fn content(ctx: &Ctx, d: &DetailView, back: &str) -> Markup {
                       " " span.pending data-bind="control" data-fmt="pending" {
                           (j.control.map(|c| format!("{} requested", c.as_str())).unwrap_or_default())
                       } }
+                @if let Some(b) = &j.blocked {
+                    div.wide.blocked {
+                        span.label { "Waiting for" }
+                        span { (limits::waiting(b, d.limit_counts.as_ref())) }
+                    }
+                }
                 div { span.label { "Job" } span.mono { (j.jid.as_str()) } }
                 div { span.label { "Queue" } (j.queue) }
                 div { span.label { "Process" } span.mono data-bind="process" data-fmt="text" { (j.process.as_deref().unwrap_or("–")) } }
@@ -128,6 +138,12 @@ fn content(ctx: &Ctx, d: &DetailView, back: &str) -> Markup {
                     ul.steps { @for s in &cp.steps { li { (s) } } }
                 } }
                 dt { "options" } dd { (options(&j.options)) }
+                @if let Some(u) = &j.options.unique {
+                    dt { "unique" } dd.mono { (limits::unique(u)) }
+                }
+                @if let Some(l) = &j.options.limit {
+                    dt { "limit" } dd.mono { (limits::limit(l)) }
+                }
             }
         }
         @if let Some(tree) = &v.tree {

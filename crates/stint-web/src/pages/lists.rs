@@ -138,7 +138,7 @@ async fn list(
         poll,
         list: Some(""),
         key: "jid",
-        item_sig: "state,control",
+        item_sig: "state,control,blocked.reason,blocked.key",
         ..Default::default()
     };
     let mut title = kind.title().to_owned();
@@ -240,7 +240,12 @@ fn pending(control: Option<Control>) -> &'static str {
 fn row(ctx: &Ctx, kind: Kind, j: &JobView, back: &str) -> Markup {
     let job = &j.job;
     let p = &j.progress;
-    let item_sig = sig(&[&job.state, &super::opt(job.control.map(|c| c.as_str()))]);
+    let item_sig = sig(&[
+        &job.state,
+        &super::opt(job.control.map(|c| c.as_str())),
+        &super::opt(job.blocked.as_ref().map(|b| b.reason)),
+        &super::opt(job.blocked.as_ref().map(|b| &b.key)),
+    ]);
     html! {
         tr data-key=(job.jid.as_str()) data-sig=(item_sig) {
             @if kind.bulk() {
@@ -283,7 +288,13 @@ fn row(ctx: &Ctx, kind: Kind, j: &JobView, back: &str) -> Markup {
                     td.wide { (progress(p)) }
                 }
                 Kind::Any => {
-                    td { (state_badge(job.state)) " " span.pending data-bind="control" data-fmt="pending" { (pending(job.control)) } }
+                    td {
+                        (state_badge(job.state)) " "
+                        @if let Some(b) = &job.blocked {
+                            span.blocked title=(super::limits::waiting(b, None)) { (super::limits::marker(b)) } " "
+                        }
+                        span.pending data-bind="control" data-fmt="pending" { (pending(job.control)) }
+                    }
                     td.wide { (progress(p)) }
                     td { (fmt::age(job.created_at_ms)) }
                 }

@@ -5,6 +5,7 @@
 //! `assets/dashboard.js`).
 
 pub mod job;
+pub mod limits;
 pub mod lists;
 pub mod overview;
 pub mod periodic;
@@ -124,7 +125,7 @@ pub fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-const NAV: [(&str, &str); 9] = [
+const NAV: [(&str, &str); 10] = [
     ("", "Overview"),
     ("queues", "Queues"),
     ("running", "Running"),
@@ -134,6 +135,7 @@ const NAV: [(&str, &str); 9] = [
     ("dead", "Dead"),
     ("processes", "Processes"),
     ("periodic", "Periodic"),
+    ("limits", "Limits"),
 ];
 
 /// The whole page around `content`.
