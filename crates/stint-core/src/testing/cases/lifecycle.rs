@@ -1162,6 +1162,9 @@ end_cases! {
     end_cancelled: Cancelled, None, false;
     end_cancelled_pause_pending: Cancelled, Some(Control::Pause), false;
     end_cancelled_cancel_pending: Cancelled, Some(Control::Cancel), false;
+    end_snoozed: Snoozed, None, false;
+    end_snoozed_pause_pending: Snoozed, Some(Control::Pause), false;
+    end_snoozed_cancel_pending: Snoozed, Some(Control::Cancel), false;
 
     child_end_succeeded: Succeeded, None, true;
     child_end_succeeded_pause_pending: Succeeded, Some(Control::Pause), true;
@@ -1181,6 +1184,9 @@ end_cases! {
     child_end_cancelled: Cancelled, None, true;
     child_end_cancelled_pause_pending: Cancelled, Some(Control::Pause), true;
     child_end_cancelled_cancel_pending: Cancelled, Some(Control::Cancel), true;
+    child_end_snoozed: Snoozed, None, true;
+    child_end_snoozed_pause_pending: Snoozed, Some(Control::Pause), true;
+    child_end_snoozed_cancel_pending: Snoozed, Some(Control::Cancel), true;
 }
 
 /// The command that asks a running job for `control`.

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod completion;
+pub mod flow;
 pub mod leases;
 pub mod lifecycle;
 pub mod maintenance;
@@ -13,11 +14,15 @@ pub mod metrics;
 pub mod operator;
 pub mod periodic;
 pub mod push_fetch;
+pub mod rate;
+pub mod snooze;
 pub mod split;
 pub mod stats;
+pub mod unique;
 
 pub use admin::*;
 pub use completion::*;
+pub use flow::*;
 pub use leases::*;
 pub use lifecycle::*;
 pub use maintenance::*;
@@ -25,5 +30,8 @@ pub use metrics::*;
 pub use operator::*;
 pub use periodic::*;
 pub use push_fetch::*;
+pub use rate::*;
+pub use snooze::*;
 pub use split::*;
 pub use stats::*;
+pub use unique::*;
