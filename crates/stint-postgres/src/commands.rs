@@ -108,7 +108,8 @@ impl CommandSite for TxSite<'_, '_> {
     }
 }
 
-/// Moves a job to `state` (finished now when it is final), with `reason`.
+/// Moves a job to `state` (finished now when it is final), with `reason`;
+/// a parked job leaves the parked set.
 async fn set_state(
     tx: &Transaction<'_>,
     jid: &Jid,
@@ -118,7 +119,8 @@ async fn set_state(
     execute(
         tx,
         "UPDATE stint_jobs SET state = $2,
-           finished_at = CASE WHEN $3 THEN now() ELSE finished_at END, reason = $4
+           finished_at = CASE WHEN $3 THEN now() ELSE finished_at END, reason = $4,
+           blocked = NULL, blocked_until = NULL
          WHERE jid = $1",
         &[&jid.as_str(), &state.as_str(), &state.is_final(), &reason],
     )
@@ -127,12 +129,13 @@ async fn set_state(
 }
 
 /// Enqueues job $1 at the head ($2) or the tail of its queue, attempts and
-/// recoveries back to 0 when $3, and wakes the queue's workers.
+/// recoveries back to 0 when $3, not parked (the fetch judges its limit
+/// again), and wakes the queue's workers.
 const ENQUEUE_SQL: &str = "
 WITH j AS (
     UPDATE stint_jobs SET state = 'enqueued',
       seq = CASE WHEN $2 THEN nextval('stint_head_seq') ELSE nextval('stint_tail_seq') END,
-      enqueued_at = now(), run_at = NULL, finished_at = NULL,
+      enqueued_at = now(), run_at = NULL, finished_at = NULL, blocked = NULL, blocked_until = NULL,
       attempts = CASE WHEN $3 THEN 0 ELSE attempts END,
       recoveries = CASE WHEN $3 THEN 0 ELSE recoveries END
     WHERE jid = $1 RETURNING queue

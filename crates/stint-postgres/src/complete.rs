@@ -15,14 +15,16 @@ use stint_core::StoreResult;
 use tokio_postgres::types::ToSql;
 
 use crate::family::wake_parents;
+use crate::limits::unpark_sql;
 use crate::sql::{from_ms, query, to_json};
 
 /// Applies a batch of stint ends in one statement: each row is fenced by
 /// its own lease (a stale one matches nothing and is reported refused),
 /// the job's next state is core's rule ([`render::sql_state_after_label`]:
 /// a pending pause or cancel wins over a retry or a requeue), a requeued
-/// job goes to the head of its queue (and wakes idle workers), and the
-/// stint history, errors and metrics move with the job.
+/// job goes to the head of its queue (and wakes idle workers), each job
+/// with a limit unparks the oldest job waiting for a slot of its key, and
+/// the stint history, errors and metrics move with the job.
 static COMPLETE_SQL: LazyLock<String> = LazyLock::new(|| {
     let state = render::sql_state_after_label("c.label", "t.control");
     let finals = render::sql_final_states();
@@ -30,6 +32,7 @@ static COMPLETE_SQL: LazyLock<String> = LazyLock::new(|| {
     let succeeded = labels(|e| e == StintEnd::Succeeded);
     let interrupted = labels(|e| e == StintEnd::Interrupted);
     let due_later = labels(|e| matches!(e, StintEnd::Failed | StintEnd::Snoozed));
+    let unpark = unpark_sql("j");
     format!(
         "
 WITH c AS (
@@ -51,7 +54,10 @@ WITH c AS (
     FROM c
     WHERE t.jid = c.jid AND t.state = 'running' AND t.process = c.process AND t.stints = c.stint
     RETURNING t.jid, t.kind, t.state, t.queue, t.parent, t.stints,
-              (t.checkpoint->>'done')::bigint AS done, c.label, c.reason, c.error
+              (t.checkpoint->>'done')::bigint AS done, c.label, c.reason, c.error, t.limit_key
+), u AS (
+    -- each job that stopped running frees a slot of its key
+    {unpark}
 ), h AS (
     UPDATE stint_stints s SET ended_at = now(), outcome = j.label, reason = j.reason,
            done = COALESCE(j.done, s.done)
@@ -76,7 +82,8 @@ WITH c AS (
 ), e AS (
     INSERT INTO stint_errors (jid, info) SELECT jid, error FROM j WHERE error IS NOT NULL
 ), n AS (
-    SELECT pg_notify('stint_jobs', q) FROM (SELECT DISTINCT queue AS q FROM j WHERE state = 'enqueued') d
+    SELECT pg_notify('stint_jobs', q)
+    FROM (SELECT queue AS q FROM j WHERE state = 'enqueued' UNION SELECT queue FROM u) d
 )
 SELECT jid, CASE WHEN state IN {finals} THEN parent END, (SELECT count(*) FROM n)
 FROM j"

@@ -12,23 +12,28 @@ use stint_core::{StoreError, StoreResult};
 use tokio_postgres::types::Type;
 use tokio_postgres::Row;
 
+use crate::limits::{self, Candidate};
 use crate::rows::{job_columns, job_from_row, N_COLUMNS};
 use crate::sql::{query, to_json};
 
 /// Leases up to $3 waiting jobs of queue $2 (unless the queue is paused),
-/// oldest first, skipping rows other fetchers hold; starts their stints.
+/// oldest first, skipping rows other fetchers hold and parked jobs;
+/// starts their stints. Jobs with a limit among them are not leased here:
+/// they come back as candidates (job columns NULL, then `seq`, their jid
+/// and key) for [`limits::admit`].
 static FETCH_SQL: LazyLock<String> = LazyLock::new(|| {
+    let nulls = vec!["NULL"; N_COLUMNS].join(", ");
     format!(
         "WITH picked AS (
-             SELECT jid FROM stint_jobs
-             WHERE state = 'enqueued' AND queue = $2
+             SELECT jid, seq, limit_key FROM stint_jobs
+             WHERE state = 'enqueued' AND blocked IS NULL AND queue = $2
                AND NOT EXISTS (SELECT 1 FROM stint_queues q WHERE q.name = $2 AND q.paused)
              ORDER BY seq LIMIT $3
              FOR UPDATE SKIP LOCKED
          ), j AS (
              UPDATE stint_jobs j SET state = 'running', process = $1, stints = j.stints + 1,
                     run_at = now(), control = NULL, fetch_token = $4
-             FROM picked WHERE j.jid = picked.jid
+             FROM picked WHERE j.jid = picked.jid AND picked.limit_key IS NULL
              RETURNING {}, j.seq
          ), h AS (
              INSERT INTO stint_stints (jid, number, process, started_at, done)
@@ -37,7 +42,9 @@ static FETCH_SQL: LazyLock<String> = LazyLock::new(|| {
                started_at = EXCLUDED.started_at, ended_at = NULL, outcome = NULL, reason = NULL,
                done = EXCLUDED.done
          )
-         SELECT * FROM j ORDER BY seq",
+         SELECT j.*, NULL::text AS limited, NULL::text AS limit_key FROM j
+         UNION ALL
+         SELECT {nulls}, seq, jid, limit_key FROM picked WHERE limit_key IS NOT NULL",
         job_columns("j")
     )
 });
@@ -56,10 +63,16 @@ fn leased(rows: &[Row], process: &str) -> StoreResult<Vec<Leased>> {
         .collect()
 }
 
+/// Rounds of picking per queue when picked jobs with a limit were parked
+/// (or taken by another fetch) instead of leased.
+const MAX_ROUNDS: usize = 8;
+
 /// Leases up to `limit` jobs from `queues`, in the order given. `token`
 /// marks the leases, so that a fetch whose reply was lost can be found.
+/// Jobs with a limit are admitted by [`limits::admit`]; when some of the
+/// jobs picked were parked, the queue is picked again for the rest.
 pub async fn fetch(
-    c: &Client,
+    c: &mut Client,
     process: &str,
     queues: &[String],
     limit: usize,
@@ -67,12 +80,33 @@ pub async fn fetch(
 ) -> StoreResult<Vec<Leased>> {
     let mut out = Vec::new();
     for queue in queues {
-        let want = limit.saturating_sub(out.len());
-        if want == 0 {
-            break;
+        for _ in 0..MAX_ROUNDS {
+            let want = limit.saturating_sub(out.len());
+            if want == 0 {
+                break;
+            }
+            let rows = query(&*c, &FETCH_SQL, &[&process, queue, &(want as i64), &token]).await?;
+            let picked = rows.len();
+            let (mut got, candidates): (Vec<Row>, Vec<Row>) = rows
+                .into_iter()
+                .partition(|r| r.get::<_, Option<&str>>(N_COLUMNS + 1).is_none());
+            if !candidates.is_empty() {
+                let candidates: Vec<Candidate> = candidates
+                    .iter()
+                    .map(|r| Candidate {
+                        jid: r.get(N_COLUMNS + 1),
+                        key: r.get(N_COLUMNS + 2),
+                    })
+                    .collect();
+                got.extend(limits::admit(c, process, token, &candidates).await?);
+            }
+            got.sort_by_key(|r| r.get::<_, i64>(N_COLUMNS));
+            let leased_now = got.len();
+            out.extend(leased(&got, process)?);
+            if picked < want || leased_now == picked {
+                break;
+            }
         }
-        let rows = query(c, &FETCH_SQL, &[&process, queue, &(want as i64), &token]).await?;
-        out.extend(leased(&rows, process)?);
     }
     Ok(out)
 }

@@ -32,6 +32,8 @@
 //      maintenance  promote_due, recover_orphans
 //      admin        stats, listings, job detail, queues, metrics
 //   2  family       split parents and their children, waking a parent
+//      limits       admitting jobs with a limit, parking and unparking them
+//      unique       unique keys at push
 //      processes    processes, their commands, controls
 //      leases       fetch, reclaim, checkpoint
 //      schema       migrations
@@ -44,6 +46,7 @@ mod complete;
 mod conn;
 mod family;
 mod leases;
+mod limits;
 mod listen;
 mod maintenance;
 mod periodic;
@@ -190,8 +193,8 @@ impl PgStore {
         limit: usize,
     ) -> StoreResult<Vec<Leased>> {
         let token = format!("{:016x}", rand::random::<u64>());
-        let client = self.client().await?;
-        let r = leases::fetch(&client, process, queues, limit, &token).await;
+        let mut client = self.client().await?;
+        let r = leases::fetch(&mut client, process, queues, limit, &token).await;
         if let Err(e) = &r {
             if e.is_transient() {
                 self.lost_fetches()
@@ -419,7 +422,7 @@ impl Store for PgStore {
     }
 
     async fn limits(&self) -> StoreResult<Vec<KeyInfo>> {
-        Ok(vec![])
+        limits::limits(&self.client().await?).await
     }
 
     async fn metrics(&self) -> StoreResult<Metrics> {

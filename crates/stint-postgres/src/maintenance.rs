@@ -10,12 +10,18 @@ use stint_core::store::Recovered;
 use stint_core::{StoreError, StoreResult};
 
 use crate::family::wake_parents;
+use crate::limits::{unpark_sql, UNPARK_DUE_SQL};
 use crate::sql::query;
 
 /// Due jobs moved per statement.
 const PROMOTE_BATCH: i64 = 5_000;
 
+/// Moves due scheduled and retrying jobs to the tail of their queues, and
+/// unparks the jobs whose rate window has room again (and, as a safety
+/// net, jobs waiting for a slot of a key that has room). Returns how many
+/// due jobs moved.
 pub async fn promote_due(c: &Client) -> StoreResult<u64> {
+    query(c, UNPARK_DUE_SQL, &[&PROMOTE_BATCH]).await?;
     let mut total = 0;
     loop {
         let rows = query(
@@ -59,6 +65,7 @@ static RECOVER_SQL: LazyLock<String> = LazyLock::new(|| {
     let stint_reason = render::sql_recovered_stint("COALESCE(rec.old_process, '?')");
     let finals = render::sql_final_states();
     let label = recovery::STINT_LABEL;
+    let unpark = unpark_sql("rec");
     format!(
         "
 WITH gone AS (
@@ -78,13 +85,17 @@ WITH gone AS (
         fetch_token = NULL
     FROM gone WHERE j.jid = gone.jid
     RETURNING j.jid, j.kind, gone.old_process, j.recoveries, j.state, j.stints, j.queue,
-              (j.checkpoint->>'done')::bigint AS done, j.parent
+              (j.checkpoint->>'done')::bigint AS done, j.parent, j.limit_key
+), u AS (
+    -- each recovered job frees a slot of its key
+    {unpark}
 ), h AS (
     UPDATE stint_stints s SET ended_at = now(), outcome = '{label}', reason = {stint_reason},
            done = COALESCE(rec.done, s.done)
     FROM rec WHERE s.jid = rec.jid AND s.number = rec.stints
 ), n AS (
-    SELECT pg_notify('stint_jobs', q) FROM (SELECT DISTINCT queue AS q FROM rec WHERE state = 'enqueued') d
+    SELECT pg_notify('stint_jobs', q)
+    FROM (SELECT queue AS q FROM rec WHERE state = 'enqueued' UNION SELECT queue FROM u) d
 ), m AS (
     INSERT INTO stint_metrics (kind, queue, name, value)
     SELECT kind, queue, 'recovered', count(*) FROM rec GROUP BY kind, queue ORDER BY kind, queue

@@ -4,14 +4,15 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 use stint_core::model::{
-    to_ms, Checkpoint, Control, ErrorInfo, Jid, JobOptions, JobRecord, JobState,
+    to_ms, Blocked, Checkpoint, Control, ErrorInfo, Jid, JobOptions, JobRecord, JobState,
+    WaitReason,
 };
 use stint_core::{StoreError, StoreResult};
 use tokio_postgres::Row;
 
 /// The columns `job_from_row` reads, in its order (prefix them with a
 /// table alias through [`job_columns`]).
-const COLUMNS: [&str; 18] = [
+const COLUMNS: [&str; 21] = [
     "jid",
     "kind",
     "queue",
@@ -30,6 +31,9 @@ const COLUMNS: [&str; 18] = [
     "control",
     "error",
     "reason",
+    "blocked",
+    "blocked_until",
+    "limit_key",
 ];
 
 /// The job columns as a select list, each prefixed with `alias.` when given.
@@ -85,6 +89,17 @@ pub fn job_from_row(row: &Row) -> StoreResult<JobRecord> {
         .map_err(|e: String| StoreError::Corrupt(format!("job {jid}: {e}")))?;
     let control: Option<String> = get(row, 15)?;
     let error: Option<Value> = get(row, 16)?;
+    // Only an enqueued job is parked; the columns are cleared when it moves.
+    let blocked = match get::<Option<String>>(row, 18)?.as_deref() {
+        Some(reason) if state == JobState::Enqueued => Some(Blocked {
+            reason: WaitReason::parse(reason).ok_or_else(|| {
+                StoreError::Corrupt(format!("job {jid}: unknown blocked reason {reason:?}"))
+            })?,
+            key: get::<Option<String>>(row, 20)?.unwrap_or_default(),
+            until_ms: ms(row, 19)?,
+        }),
+        _ => None,
+    };
     Ok(JobRecord {
         jid: Jid::parse(&jid).map_err(StoreError::Corrupt)?,
         kind: get(row, 1)?,
@@ -105,6 +120,6 @@ pub fn job_from_row(row: &Row) -> StoreResult<JobRecord> {
         error: error.and_then(|e| serde_json::from_value::<ErrorInfo>(e).ok()),
         reason: get(row, 17)?,
         traceparent: None,
-        blocked: None,
+        blocked,
     })
 }

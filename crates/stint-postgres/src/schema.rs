@@ -9,7 +9,7 @@ use stint_core::{StoreError, StoreResult};
 use crate::conn::pg_err;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// A migration: its version, what it does, and its SQL (run in one
 /// transaction with the others of the same `migrate` call).
@@ -135,6 +135,11 @@ CREATE TABLE stint_metrics (
 -- recoveries of its jobs do not count towards the poison pill
 ALTER TABLE stint_processes ADD COLUMN stopping boolean NOT NULL DEFAULT false;
 ",
+    },
+    Migration {
+        version: 4,
+        name: "flow control: parked jobs, unique keys, rate-limit starts",
+        sql: crate::limits::MIGRATION,
     },
 ];
 

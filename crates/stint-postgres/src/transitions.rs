@@ -16,6 +16,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crate::commands::command_in;
 use crate::conn::pg_err;
+use crate::limits::UNPARK_ONE_SQL;
 use crate::sql::{execute, query, to_json};
 
 /// Inserts jobs at the tail of their queues (or scheduled), in the order
@@ -23,13 +24,13 @@ use crate::sql::{execute, query, to_json};
 pub(crate) const PUSH_SQL: &str = "
 WITH ins AS (
     INSERT INTO stint_jobs (jid, kind, queue, args, state, options, created_at, enqueued_at, run_at, seq,
-                            parent, parent_step)
+                            parent, parent_step, limit_key)
     SELECT j.jid, j.kind, j.queue, j.args,
            CASE WHEN j.run_at > now() THEN 'scheduled' ELSE 'enqueued' END,
            j.options, now(),
            CASE WHEN j.run_at > now() THEN NULL ELSE now() END,
            CASE WHEN j.run_at > now() THEN j.run_at END,
-           nextval('stint_tail_seq'), $7, $8
+           nextval('stint_tail_seq'), $7, $8, j.options->'limit'->>'key'
     FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::timestamptz[])
          WITH ORDINALITY AS j (jid, kind, queue, args, options, run_at, ord)
     ORDER BY j.ord
@@ -144,7 +145,7 @@ pub async fn split(
     let stint = lease.stint as i32;
     let held = query(
         &tx,
-        "SELECT control FROM stint_jobs
+        "SELECT control, limit_key FROM stint_jobs
          WHERE jid = $1 AND state = 'running' AND process = $2 AND stints = $3 FOR UPDATE",
         &[&jid, &lease.process, &stint],
     )
@@ -182,6 +183,10 @@ pub async fn split(
         ],
     )
     .await?;
+    // The parent stopped running: a job waiting for a slot of its key goes.
+    if let Some(key) = held.get::<_, Option<&str>>(1) {
+        query(&tx, &UNPARK_ONE_SQL, &[&key]).await?;
+    }
     let args = PushArgs::children_of(children, Some((jid, step)))?;
     let st = tx.prepare_cached(PUSH_SQL).await.map_err(pg_err)?;
     tx.query(&st, &args.params()).await.map_err(push_err)?;
