@@ -1,5 +1,5 @@
 //! The `stint` binary: the demo, the operator's commands (status, jobs,
-//! show, pause, resume, cancel, retry, queue pause/resume) and the
+//! show, pause, resume, cancel, retry, queue pause/resume, limits) and the
 //! dashboard (`stint web`).
 
 /// `println!` for every command: when stdout is a pipe whose reader has
@@ -24,6 +24,7 @@ macro_rules! print {
 
 mod cron;
 mod demo;
+mod flow;
 mod format;
 mod migrate;
 mod ops;
@@ -146,6 +147,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Lists the keys of concurrency and rate limits that have jobs running
+    /// or waiting: each key's limits, its running jobs, and the jobs
+    /// waiting for a slot or for the rate.
+    Limits {
+        /// Print JSON: an array of keys.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pauses or resumes a whole queue.
     Queue {
         #[command(subcommand)]
@@ -257,6 +266,7 @@ async fn run(cli: Cli, store_given: bool) -> anyhow::Result<i32> {
         Cmd::Cancel { jid } => ops::command(&t, JobCommand::Cancel, &jid).await?,
         Cmd::Retry { jid } => ops::command(&t, JobCommand::Retry, &jid).await?,
         Cmd::Cron { json } => cron::run(&t, json).await?,
+        Cmd::Limits { json } => flow::limits(&t, json).await?,
         Cmd::Queue { action } => match action {
             QueueCmd::Pause { name } => ops::queue(&t, &name, true).await?,
             QueueCmd::Resume { name } => ops::queue(&t, &name, false).await?,

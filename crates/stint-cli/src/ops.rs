@@ -8,6 +8,9 @@
 //!   without a total) and `eta_s` (seconds left at the last measured rate; null
 //!   when unknown or once the job has ended).
 //! - `show`: the `JobDetail` (`job`, `history`, `errors`) plus `eta_s`.
+//!   A job parked by a limit has `blocked` (`reason` "limit" or "rate",
+//!   `key`, `until_ms`) in `jobs` and `show`; `show` adds `limit_counts`, its
+//!   key's counts (a `KeyInfo`, see `stint limits`), when it has a limit.
 
 use std::sync::Arc;
 
@@ -15,7 +18,7 @@ use anyhow::anyhow;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use stint::lifecycle::{self, JobCommand};
-use stint::model::{Jid, JobDetail, JobRecord, JobState, Stats};
+use stint::model::{Jid, JobDetail, JobRecord, JobState, KeyInfo, Stats};
 use stint::store::JobFilter;
 use stint::{Store, StoreError};
 
@@ -30,7 +33,7 @@ pub struct Target {
 
 impl Target {
     /// A store error as an operator should read it.
-    fn explain(&self, e: StoreError) -> anyhow::Error {
+    pub fn explain(&self, e: StoreError) -> anyhow::Error {
         match e {
             StoreError::NotFound(jid) => self.no_job(&jid),
             e @ StoreError::InvalidState { .. } => anyhow!("{e}"),
@@ -44,7 +47,7 @@ impl Target {
     }
 }
 
-fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -186,10 +189,7 @@ pub async fn jobs(t: &Target, filter: &JobFilter, json: bool) -> anyhow::Result<
         "PROCESS",
     ]);
     for j in &jobs {
-        let mut state = j.state.to_string();
-        if let Some(c) = j.control {
-            state = format!("{state} ({} pending)", c.as_str());
-        }
+        let state = crate::flow::state_cell(j);
         table.row(vec![
             j.jid.to_string(),
             j.kind.clone(),
@@ -218,6 +218,9 @@ struct DetailJson<'a> {
     /// The children of a split job, and their summed progress.
     children: &'a [stint::ChildRecord],
     tree: Option<stint::TreeProgress>,
+    /// The counts of the job's limit key, when it has one with running or
+    /// waiting jobs.
+    limit_counts: Option<&'a KeyInfo>,
 }
 
 /// `stint show JID`: one job, its checkpoint, stints and errors.
@@ -230,15 +233,26 @@ pub async fn show(t: &Target, jid: &Jid, json: bool) -> anyhow::Result<()> {
         .ok_or_else(|| t.no_job(jid))?;
     let children = t.store.children(jid).await.map_err(|e| t.explain(e))?;
     let tree = (!children.is_empty()).then(|| stint::TreeProgress::of(&children));
+    let keys = match &detail.job.options.limit {
+        Some(_) => t.store.limits().await.map_err(|e| t.explain(e))?,
+        None => Vec::new(),
+    };
+    let key = detail
+        .job
+        .options
+        .limit
+        .as_ref()
+        .and_then(|l| keys.iter().find(|k| k.key == l.key));
     if json {
         return print_json(&DetailJson {
             detail: &detail,
             eta_s: fmt::job_eta(&detail.job).map(|d| d.as_secs_f64()),
             children: &children,
             tree,
+            limit_counts: key,
         });
     }
-    print!("{}", crate::show::render(&detail, &children));
+    print!("{}", crate::show::render(&detail, &children, key));
     Ok(())
 }
 

@@ -1,10 +1,12 @@
-//! `stint show JID` as text: one job's arguments, state, options,
-//! checkpoint, pending command, errors and stint history.
+//! `stint show JID` as text: one job's arguments, state (and why a parked
+//! job waits), options (with its unique key and limit), checkpoint, pending
+//! command, errors and stint history.
 
 use std::fmt::Write as _;
 
-use stint::model::{JobDetail, JobOptions, JobState};
+use stint::model::{JobDetail, JobOptions, JobState, KeyInfo};
 
+use crate::flow;
 use crate::format::{self as fmt, Table};
 
 /// Width of the label column.
@@ -39,7 +41,8 @@ fn options(o: &JobOptions) -> String {
 
 /// The whole page; `children` of a split job are listed with their summed
 /// progress.
-pub fn render(d: &JobDetail, children: &[stint::ChildRecord]) -> String {
+/// `key` is the counts of the job's limit key, when the store listed it.
+pub fn render(d: &JobDetail, children: &[stint::ChildRecord], key: Option<&KeyInfo>) -> String {
     let j = &d.job;
     let cp = &j.checkpoint;
     let mut out = String::new();
@@ -52,9 +55,18 @@ pub fn render(d: &JobDetail, children: &[stint::ChildRecord]) -> String {
         let _ = write!(state, " on {p}");
     }
     field(&mut out, "state", &state);
+    if let Some(b) = &j.blocked {
+        field(&mut out, "waiting", &flow::waiting(b, key));
+    }
     let args = serde_json::to_string_pretty(&j.args).unwrap_or_else(|_| j.args.to_string());
     field(&mut out, "arguments", &args);
     field(&mut out, "options", &options(&j.options));
+    if let Some(u) = &j.options.unique {
+        field(&mut out, "unique", &flow::unique(u));
+    }
+    if let Some(l) = &j.options.limit {
+        field(&mut out, "limit", &flow::limit(l));
+    }
     field(
         &mut out,
         "attempts",

@@ -14,6 +14,34 @@
 //! The design — the job lifecycle, leases, the store contract, the
 //! runtime — is `docs/design.md` in the repository.
 //!
+//! Flow control: a job can be unique by a key ([`Unique`], scoped by
+//! [`UniqueScope`]; a push while the key is held answers
+//! [`Pushed::Duplicate`] with the holder's jid) and can count towards a
+//! key's concurrency and rate limits ([`Limit`], [`RateLimit`]; a job over
+//! a limit stays `enqueued` without a worker slot, and its record says why
+//! in [`Blocked`] with a [`WaitReason`]). [`Store::limits`] lists each
+//! key's counts ([`KeyInfo`]); [`Ctx::snooze`] ends a stint and runs the
+//! job again later without using an attempt.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use stint::{Client, Limit, Push, Pushed, Unique};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Report { tenant: u64 }
+//! # impl stint::Job for Report {
+//! #     const KIND: &'static str = "Report";
+//! #     async fn perform(&self, _: &mut stint::Ctx) -> Result<(), stint::JobError> { Ok(()) }
+//! # }
+//! # async fn run(client: Client) -> Result<(), stint::StoreError> {
+//! let push = Push::new()
+//!     .unique(Unique::new("report:42"))
+//!     .limit(Limit::key("tenant:42").concurrency(2).rate(10, Duration::from_secs(1)));
+//! match client.push_detailed(&Report { tenant: 42 }, push).await? {
+//!     Pushed::New(jid) => println!("pushed {jid}"),
+//!     Pushed::Duplicate { jid, key } => println!("{jid} already holds {key}"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
 //! use stint::{Ctx, Job, JobError, Worker};
@@ -46,6 +74,12 @@
 use std::sync::Arc;
 
 pub use stint_core::*;
+
+// The flow-control types at the top, next to the rest of the model (also
+// reachable as `stint::model::…`).
+pub use stint_core::model::{
+    Blocked, KeyInfo, Limit, Pushed, RateLimit, Unique, UniqueScope, WaitReason,
+};
 
 /// The SQLite store (feature `sqlite`): [`SqliteStore`](sqlite::SqliteStore),
 /// and [`CtxExt::checkpoint_tx`](sqlite::CtxExt::checkpoint_tx) for a
