@@ -58,6 +58,7 @@ mod sql;
 mod tests;
 mod transitions;
 mod tx;
+mod unique;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -257,7 +258,7 @@ impl Store for PgStore {
     }
 
     async fn push(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>> {
-        transitions::push(&self.client().await?, &jobs).await
+        transitions::push(&mut self.client().await?, jobs).await
     }
 
     async fn register(&self, process: &ProcessInfo, ttl: Duration) -> StoreResult<()> {

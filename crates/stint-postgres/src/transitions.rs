@@ -18,6 +18,7 @@ use crate::commands::command_in;
 use crate::conn::pg_err;
 use crate::limits::UNPARK_ONE_SQL;
 use crate::sql::{execute, query, to_json};
+use crate::unique;
 
 /// Inserts jobs at the tail of their queues (or scheduled), in the order
 /// given, and notifies their queues on commit.
@@ -120,14 +121,29 @@ pub(crate) fn push_err(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
-pub async fn push(c: &Client, jobs: &[NewJob]) -> StoreResult<Vec<Pushed>> {
+/// Pushes `jobs` in one statement; a push with unique keys runs in a
+/// transaction with their claim ([`unique::claim`]), and stores only the
+/// jobs the claim lets through.
+pub async fn push(c: &mut Client, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>> {
     if jobs.is_empty() {
         return Ok(vec![]);
     }
-    let args = PushArgs::new(jobs)?;
-    let st = c.prepare_cached(PUSH_SQL).await.map_err(pg_err)?;
-    c.query(&st, &args.params()).await.map_err(push_err)?;
-    Ok(jobs.iter().map(|j| Pushed::New(j.jid.clone())).collect())
+    if !unique::any_unique(&jobs) {
+        let args = PushArgs::new(&jobs)?;
+        let st = c.prepare_cached(PUSH_SQL).await.map_err(pg_err)?;
+        c.query(&st, &args.params()).await.map_err(push_err)?;
+        return Ok(jobs.into_iter().map(|j| Pushed::New(j.jid)).collect());
+    }
+    PushArgs::new(&jobs)?; // bad jobs refused before any key is claimed
+    let tx = c.transaction().await.map_err(pg_err)?;
+    let claimed = unique::claim(&tx, jobs).await?;
+    if !claimed.stored.is_empty() {
+        let args = PushArgs::new(&claimed.stored)?;
+        let st = tx.prepare_cached(PUSH_SQL).await.map_err(pg_err)?;
+        tx.query(&st, &args.params()).await.map_err(push_err)?;
+    }
+    tx.commit().await.map_err(pg_err)?;
+    Ok(claimed.answers)
 }
 
 /// Parks the parent and enqueues its children, in one transaction fenced

@@ -21,6 +21,7 @@ use crate::conn::pg_err;
 use crate::leases::{checkpoint_result, CHECKPOINT_SQL, CHECKPOINT_TYPES};
 use crate::sql::to_json;
 use crate::transitions::{push_err, PushArgs, PUSH_SQL, PUSH_TYPES};
+use crate::unique;
 
 /// A job's own transaction, as the `CheckpointTx` that
 /// `Ctx::checkpoint_in` writes to.
@@ -130,12 +131,25 @@ pub async fn push_in_with<J: Job>(tx: &Transaction<'_>, job: &J, push: Push) -> 
 }
 
 /// Pushes prepared records inside the caller's transaction `tx`, in one
-/// statement. Answers one `Pushed` per job, in order.
+/// statement (after the claim of their unique keys, when they have some:
+/// the keys stay locked until `tx` ends). Answers one `Pushed` per job, in
+/// order.
 pub async fn push_raw_in(tx: &Transaction<'_>, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>> {
     if jobs.is_empty() {
         return Ok(vec![]);
     }
-    let args = PushArgs::new(&jobs)?;
+    let (answers, stored) = if unique::any_unique(&jobs) {
+        PushArgs::new(&jobs)?; // bad jobs refused before any key is claimed
+        let claimed = unique::claim(tx, jobs).await?;
+        (claimed.answers, claimed.stored)
+    } else {
+        let answers = jobs.iter().map(|j| Pushed::New(j.jid.clone())).collect();
+        (answers, jobs)
+    };
+    if stored.is_empty() {
+        return Ok(answers);
+    }
+    let args = PushArgs::new(&stored)?;
     let values = args.params();
     let params: Vec<(&(dyn ToSql + Sync), _)> = values
         .iter()
@@ -143,5 +157,5 @@ pub async fn push_raw_in(tx: &Transaction<'_>, jobs: Vec<NewJob>) -> StoreResult
         .map(|(v, t)| (*v, t.clone()))
         .collect();
     tx.query_typed(PUSH_SQL, &params).await.map_err(push_err)?;
-    Ok(jobs.iter().map(|j| Pushed::New(j.jid.clone())).collect())
+    Ok(answers)
 }
