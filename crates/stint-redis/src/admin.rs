@@ -6,11 +6,11 @@ use std::collections::HashSet;
 
 use redis::Value;
 use stint_core::metrics::{self, Metrics};
-use stint_core::model::{now_ms, JobState, KeyInfo, QueueInfo, Stats};
+use stint_core::model::{now_ms, JobState, KeyInfo, QueueInfo, RateLimit, Stats};
 use stint_core::StoreResult;
 
 use crate::connection::RedisStore;
-use crate::reply::{int, text};
+use crate::reply::{int, items, text};
 use crate::{keys, payload, processes, scripts};
 
 pub(crate) async fn clear_queue(s: &RedisStore, queue: &str) -> StoreResult<u64> {
@@ -20,9 +20,37 @@ pub(crate) async fn clear_queue(s: &RedisStore, queue: &str) -> StoreResult<u64>
     Ok(n.max(0) as u64)
 }
 
-/// Every key with limits that has running or parked jobs.
-pub(crate) async fn limits(_s: &RedisStore) -> StoreResult<Vec<KeyInfo>> {
-    Ok(Vec::new())
+/// Every key with limits that has running or parked jobs, sorted by key
+/// (`lua/limits.lua`).
+pub(crate) async fn limits(s: &RedisStore) -> StoreResult<Vec<KeyInfo>> {
+    let reply: Value = s.watch(
+        scripts::LIMITS
+            .prepare_invoke()
+            .invoke_async(&mut s.conn().await?)
+            .await,
+    )?;
+    let mut out: Vec<KeyInfo> = items(reply)
+        .into_iter()
+        .map(|row| {
+            let row = items(row);
+            let field = |i: usize| row.get(i).map(text).unwrap_or_default();
+            let count = |i: usize| row.get(i).map(int).unwrap_or(0).max(0) as u64;
+            let rate = match (field(2).parse(), field(3).parse()) {
+                (Ok(limit), Ok(period_ms)) => Some(RateLimit { limit, period_ms }),
+                _ => None,
+            };
+            KeyInfo {
+                key: field(0),
+                concurrency: field(1).parse().ok(),
+                rate,
+                running: count(4),
+                waiting_limit: count(5),
+                waiting_rate: count(6),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
 }
 
 /// The counters of `stint:metrics` (field "kind NL queue NL counter").
@@ -68,7 +96,8 @@ pub(crate) async fn stats(s: &RedisStore) -> StoreResult<Stats> {
         .zcard(keys::SUCCEEDED)
         .zcard(keys::CANCELLED)
         .smembers(keys::HOLDERS)
-        .scard(keys::WAITING);
+        .scard(keys::WAITING)
+        .scard(keys::PARKED);
     type First = (
         Vec<String>,
         Vec<String>,
@@ -79,6 +108,7 @@ pub(crate) async fn stats(s: &RedisStore) -> StoreResult<Stats> {
         u64,
         u64,
         Vec<String>,
+        u64,
         u64,
     );
     let (
@@ -92,6 +122,7 @@ pub(crate) async fn stats(s: &RedisStore) -> StoreResult<Stats> {
         cancelled,
         holders,
         waiting,
+        parked,
     ): First = s.watch(pipe.query_async(&mut conn).await)?;
     let mut names: Vec<String> = queues
         .into_iter()
@@ -113,7 +144,8 @@ pub(crate) async fn stats(s: &RedisStore) -> StoreResult<Stats> {
     };
     let now = now_ms();
     let paused_queues: HashSet<String> = paused_queues.into_iter().collect();
-    let mut enqueued = 0;
+    // Jobs parked by their keys' limits are enqueued, out of their queues.
+    let mut enqueued = parked;
     let mut queue_infos = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let size = int(&replies[2 * i]).max(0) as u64;

@@ -71,6 +71,10 @@ impl CommandSite for Site<'_> {
 /// the job was seen.
 fn guard(f: &Found) -> (String, String) {
     match f.state {
+        // Parked by its key's limit: out of its queue (lua/flow.lua).
+        JobState::Enqueued if f.hash.get("blocked").is_some() => {
+            ("parked:".to_owned(), String::new())
+        }
         JobState::Enqueued => (format!("list:{}", keys::queue(&f.place)), f.payload.clone()),
         JobState::Scheduled => (format!("zset:{}", keys::SCHEDULE), f.payload.clone()),
         JobState::Retrying => (format!("zset:{}", keys::RETRY), f.payload.clone()),

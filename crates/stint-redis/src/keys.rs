@@ -26,6 +26,9 @@ pub const SUCCEEDED: &str = "stint:succeeded";
 pub const CANCELLED: &str = "stint:cancelled";
 /// Counters by kind and queue (field "kind NL queue NL counter").
 pub const METRICS: &str = "stint:metrics";
+/// Set of jids of jobs parked by their key's limits (`lua/flow.lua`):
+/// enqueued, out of their queues.
+pub const PARKED: &str = "stint:parked";
 /// Set of paused queue names.
 pub const PAUSED_QUEUES: &str = "stint:paused-queues";
 

@@ -1,6 +1,6 @@
 //! Listing jobs (`Store::jobs`): what sits in Sidekiq's places (queues,
 //! `schedule`, `retry`, `dead`) is read by payload, what sits in stint's
-//! (leases, waiting, paused, succeeded, cancelled) by jid; the list is
+//! (leases, waiting, paused, parked, succeeded, cancelled) by jid; the list is
 //! filtered on the payloads, sorted newest first, and the extras of the
 //! jobs listed are read in one more round trip. Reads are pipelined, not
 //! atomic: a job moving meanwhile is listed where it was seen, once.
@@ -72,6 +72,8 @@ pub(crate) async fn jobs(s: &RedisStore, filter: &JobFilter) -> StoreResult<Vec<
     for (st, key) in [
         (JobState::Waiting, keys::WAITING),
         (JobState::Paused, keys::PAUSED),
+        // Parked by their keys' limits, out of their queues.
+        (JobState::Enqueued, keys::PARKED),
     ] {
         if wanted(st) {
             pipe.smembers(key);

@@ -1,5 +1,6 @@
 //! Maintenance any process may run (each is idempotent): promoting due
-//! scheduled and retrying jobs, and recovering the jobs of processes whose
+//! scheduled and retrying jobs and unparking jobs whose key has room
+//! (`lua/unpark.lua`), and recovering the jobs of processes whose
 //! leases expired (`lua/recover.lua`, by core's recovery rule rendered in
 //! the scripts' prelude).
 
@@ -17,6 +18,15 @@ use crate::{payload, scripts};
 /// by the Redis clock; the move is guarded by each member still being in
 /// its set, so processes promoting at once never double a job.
 pub(crate) async fn promote_due(s: &RedisStore) -> StoreResult<u64> {
+    // Flow control first: jobs parked for a rate whose time has come, and
+    // the safety net of concurrency limits (lua/unpark.lua).
+    let unparked: i64 = s.watch(
+        scripts::UNPARK
+            .prepare_invoke()
+            .invoke_async(&mut s.conn().await?)
+            .await,
+    )?;
+    let unparked = unparked.max(0) as u64;
     let reply = items(
         s.watch(
             scripts::DUE
@@ -28,7 +38,7 @@ pub(crate) async fn promote_due(s: &RedisStore) -> StoreResult<u64> {
     let now = reply.first().map(int).unwrap_or_else(now_ms);
     let due = reply.get(1).cloned().map(items).unwrap_or_default();
     if due.is_empty() {
-        return Ok(0);
+        return Ok(unparked);
     }
     let mut inv = scripts::PROMOTE.prepare_invoke();
     let mut any = false;
@@ -53,10 +63,10 @@ pub(crate) async fn promote_due(s: &RedisStore) -> StoreResult<u64> {
         }
     }
     if !any {
-        return Ok(0);
+        return Ok(unparked);
     }
     let moved: i64 = s.watch(inv.invoke_async(&mut s.conn().await?).await)?;
-    Ok(moved.max(0) as u64)
+    Ok(unparked + moved.max(0) as u64)
 }
 
 pub(crate) async fn recover_orphans(

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use stint_core::model::{
-    Checkpoint, Control, ErrorInfo, JobDetail, JobRecord, JobState, StintRecord,
+    Blocked, Checkpoint, Control, ErrorInfo, JobDetail, JobRecord, JobState, StintRecord,
+    WaitReason,
 };
 use stint_core::{StoreError, StoreResult};
 
@@ -30,6 +31,15 @@ impl Hash {
         self.get("cp")
             .and_then(|cp| serde_json::from_str(cp).ok())
             .unwrap_or_default()
+    }
+
+    /// Why a parked job waits (`blocked`, `bkey`, `buntil`: lua/flow.lua).
+    fn blocked(&self) -> Option<Blocked> {
+        Some(Blocked {
+            reason: WaitReason::parse(self.get("blocked")?)?,
+            key: self.get("bkey")?.to_owned(),
+            until_ms: self.num("buntil"),
+        })
     }
 
     /// Ended stints (`hN` fields), by number.
@@ -162,7 +172,11 @@ pub(crate) fn build(state: JobState, p: Parsed, score: Option<f64>, hash: &Hash)
         error,
         reason: hash.get("reason").map(str::to_owned),
         traceparent: p.traceparent,
-        blocked: None,
+        blocked: if state == JobState::Enqueued {
+            hash.blocked()
+        } else {
+            None
+        },
     }
 }
 

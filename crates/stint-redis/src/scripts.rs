@@ -3,7 +3,8 @@
 //! restart). Each is the lifecycle rules rendered by stint-core
 //! (`stint_core::lifecycle::render::lua_rules`: `AFTER_STINT`,
 //! `recovery_verdict`, `recovered_stint`, `RECOVERED_LABEL`,
-//! `FINAL_STATE`), then `lua/prelude.lua`, then its own file.
+//! `FINAL_STATE`), then `lua/prelude.lua` and `lua/flow.lua` (flow
+//! control), then its own file.
 
 use std::sync::LazyLock;
 
@@ -13,9 +14,10 @@ use stint_core::lifecycle::render;
 /// The rules and the prelude every script starts with.
 static PRELUDE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{}\n{}\n",
+        "{}\n{}\n{}\n",
         render::lua_rules(),
-        include_str!("lua/prelude.lua")
+        include_str!("lua/prelude.lua"),
+        include_str!("lua/flow.lua")
     )
 });
 
@@ -43,6 +45,9 @@ pub(crate) static UNREADABLE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/unreadable.lua")
     ))
 });
+script!(PUSH_UNIQUE, "lua/push_unique.lua");
+script!(UNPARK, "lua/unpark.lua");
+script!(LIMITS, "lua/limits.lua");
 script!(CHECKPOINT, "lua/checkpoint.lua");
 script!(COMPLETE, "lua/complete.lua");
 script!(RECOVER, "lua/recover.lua");

@@ -27,6 +27,9 @@ pub(crate) async fn push(s: &RedisStore, jobs: Vec<NewJob>) -> StoreResult<Vec<P
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
+    if jobs.iter().any(|j| j.options.unique.is_some()) {
+        return push_unique(s, jobs).await;
+    }
     let now = now_ms();
     let mut by_queue: Vec<(String, Vec<String>)> = Vec::new();
     let mut scheduled: Vec<(f64, String)> = Vec::new();
@@ -73,6 +76,52 @@ pub(crate) async fn push(s: &RedisStore, jobs: Vec<NewJob>) -> StoreResult<Vec<P
             Jid::parse(jid).map_err(StoreError::Corrupt)?,
         )),
     }
+}
+
+/// Pushes jobs some of which have unique keys, in one script
+/// (`lua/push_unique.lua`): a job whose key is held (the holder's state
+/// read in the same step, as `Unique::refuses` rules) or taken by an
+/// earlier job of the push is not stored and answers the holder.
+async fn push_unique(s: &RedisStore, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>> {
+    let now = now_ms();
+    let mut inv = scripts::PUSH_UNIQUE.prepare_invoke();
+    for job in &jobs {
+        let (text, at) = payload::encode_new(job, now);
+        let u = job.options.unique.as_ref();
+        inv.arg(job.jid.as_str())
+            .arg(&job.options.queue)
+            .arg(text)
+            .arg(at.map(|t| format!("{t:.3}")).unwrap_or_default())
+            .arg(u.map(|u| u.key.as_str()).unwrap_or_default())
+            .arg(u.map(|u| u.scope.as_str()).unwrap_or_default())
+            .arg(
+                u.and_then(|u| u.ttl_ms)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(now);
+    }
+    let reply = items(s.watch(inv.invoke_async::<Value>(&mut s.conn().await?).await)?);
+    let known = reply.first().map(text).unwrap_or_default();
+    if !known.is_empty() {
+        return Err(StoreError::Duplicate(
+            Jid::parse(&known).map_err(StoreError::Corrupt)?,
+        ));
+    }
+    let answers = reply.get(1).cloned().map(items).unwrap_or_default();
+    jobs.into_iter()
+        .zip(answers.iter().map(text))
+        .map(|(job, holder)| {
+            if holder.is_empty() {
+                return Ok(Pushed::New(job.jid));
+            }
+            let key = job.options.unique.map(|u| u.key).unwrap_or_default();
+            Ok(Pushed::Duplicate {
+                jid: Jid::parse(&holder).map_err(StoreError::Corrupt)?,
+                key,
+            })
+        })
+        .collect()
 }
 
 /// The duplicate check of a push (`lua/push.lua`).

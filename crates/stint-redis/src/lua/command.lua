@@ -4,6 +4,7 @@
 --   from = list:KEY | zset:KEY  the exact member must still be there (and is
 --                               removed), or
 --          state:STATE          the job's hash must be in that state, or
+--          parked:              the job must be parked by its key's limit, or
 --          running:STINT:PROCESS  the job must run that stint there.
 --   to   = paused | cancelled | head | tail (of the queue) | control:pause |
 --          control:cancel | control: (withdraw) | delete (the job and its
@@ -26,6 +27,9 @@ elseif how == 'zset' then
 elseif how == 'state' then
   ok = redis.call('HGET', key, 'state') == where
     or (where == 'succeeded' and redis.call('EXISTS', 'stint:ok:' .. jid) == 1)
+elseif how == 'parked' then
+  -- Parked by its key's limit (lua/flow.lua): it leaves the parked jobs.
+  ok = flow_forget(jid) ~= nil
 elseif how == 'running' then
   local stint, P = string.match(where, '^(%d+):(.*)$')
   local L = lease_unpack(redis.call('HGET', 'stint:leases:' .. (P or ''), jid))

@@ -124,6 +124,12 @@ for _, e in ipairs(ends) do
     if code == 'S' then counter = 'processed' elseif code == 'R' or code == 'D' then counter = 'failed' end
     count_stint(delta, L.class, L.queue, counter, math.max(now - L.started, 0))
 
+    -- A job with a limit frees its slot (lua/flow.lua) before a requeued
+    -- job goes back to the head of its queue.
+    if L.limited then
+      flow_stopped(jid, e.payload ~= '' and e.payload or lease_payload(P, jid), now)
+    end
+
     -- The job's hash (unless nothing of a success is kept).
     if not (state == 'succeeded' and ttl <= 0 and not child) then
       local payload = e.payload

@@ -9,7 +9,9 @@
 -- if it ran; otherwise it runs now. A payload that is not a job, or whose
 -- jid belongs to another job, is moved to `dead` inside a well-formed
 -- wrapper job with a jid of its own (its text kept as args[0]), never
--- dropped. A payload without "queue" gets the queue it came from.
+-- dropped. A payload without "queue" gets the queue it came from. A job
+-- with a limit that may not start now is parked instead of leased
+-- (lua/flow.lua): it stays enqueued, out of its queue, until unparked.
 -- Returns {now, {payload, meta, lease, payload, meta, lease...}, {{wrapper
 -- jid, queue, why}...}}, meta = "stints NL recoveries NL queue NL jid NL
 -- checkpoint", lease as written (the fence complete.lua's fast path checks
@@ -135,21 +137,37 @@ if not keys then
 end
 -- `now` as text once (a number is formatted anew at each concatenation).
 local started = tostring(now)
+-- Jobs with a limit start when Limit::admit says so (flow_admit, counting
+-- this fetch's starts), else are parked, out of the queue (lua/flow.lua).
+local flow_seen = {}
 for k = 1, #pj do
   local jid, q = pj[k], pq[k]
   local stints, rec, cp, parent, fresh = '1', '0', '', '', '1'
-  if known > 0 then
-    local h = redis.call('HMGET', keys[k], 'stints', 'cp', 'recoveries', 'parent', 'state')
-    if h[1] or h[4] or h[5] then fresh = '0' end
-    stints, cp, rec, parent = (tonumber(h[1]) or 0) + 1, h[2] or '', h[3] or '0', h[4] or ''
+  local limit, wait, until_ms = flow_limit(pp[k]), nil, nil
+  if limit then
+    redis.call('SREM', 'stint:limit-unparked:' .. limit.key, jid)
+    wait, until_ms = flow_admit(flow_seen, limit, now)
   end
-  local lease = lease_pack(stints, started, fid, parent, q, fresh, pc[k])
-  local meta = stints .. '\n' .. rec .. '\n' .. q .. '\n' .. jid .. '\n' .. cp
-  local e = #entries
-  entries[e + 1], entries[e + 2] = jid, lease
-  payloads[e + 1], payloads[e + 2] = jid, pp[k]
-  local j = #jobs
-  jobs[j + 1], jobs[j + 2], jobs[j + 3] = pp[k], meta, lease
+  if wait then
+    flow_park(jid, pp[k], q, limit, wait, until_ms)
+  else
+    if known > 0 then
+      local h = redis.call('HMGET', keys[k], 'stints', 'cp', 'recoveries', 'parent', 'state')
+      if h[1] or h[4] or h[5] then fresh = '0' end
+      stints, cp, rec, parent = (tonumber(h[1]) or 0) + 1, h[2] or '', h[3] or '0', h[4] or ''
+    end
+    if limit then
+      fresh = 'L'
+      flow_started(flow_seen, limit, jid, stints, P, now)
+    end
+    local lease = lease_pack(stints, started, fid, parent, q, fresh, pc[k])
+    local meta = stints .. '\n' .. rec .. '\n' .. q .. '\n' .. jid .. '\n' .. cp
+    local e = #entries
+    entries[e + 1], entries[e + 2] = jid, lease
+    payloads[e + 1], payloads[e + 2] = jid, pp[k]
+    local j = #jobs
+    jobs[j + 1], jobs[j + 2], jobs[j + 3] = pp[k], meta, lease
+  end
 end
 if #entries > 0 then
   call_many('HSET', leases, entries)

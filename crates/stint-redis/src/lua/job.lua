@@ -40,6 +40,12 @@ if ok then
   return reply('succeeded', payload)
 end
 
+-- Parked by its key's limit (lua/flow.lua): enqueued, out of its queue.
+if state == 'enqueued' and redis.call('SISMEMBER', 'stint:parked', jid) == 1 then
+  local h = redis.call('HMGET', key, 'payload', 'queue')
+  return reply('enqueued', h[1], h[2])
+end
+
 if state == 'waiting' or state == 'paused' or state == 'succeeded' or state == 'cancelled' then
   return reply(state, redis.call('HGET', key, 'payload'))
 end

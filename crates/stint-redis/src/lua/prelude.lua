@@ -40,7 +40,8 @@ end
 -- class" (the fence every write of the stint is checked against); its
 -- payload is in the hash stint:payloads:PROCESS. Fresh: the job has no
 -- hash (its first stint, nothing recorded about it yet), so that a success
--- can be recorded in one string.
+-- can be recorded in one string. 'L' instead: the job counts towards a
+-- key's limits (lua/flow.lua), its end goes the long way.
 local function lease_pack(stint, started, fid, parent, queue, fresh, class)
   return stint .. '\n' .. started .. '\n' .. fid .. '\n' .. parent .. '\n' .. queue .. '\n' ..
     fresh .. '\n' .. class
@@ -52,7 +53,7 @@ local function lease_unpack(v)
     string.match(v, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n(.*)$')
   if not stint then return nil end
   return {stint = stint, started = tonumber(started) or 0, fid = fid, parent = parent,
-    queue = queue, fresh = fresh == '1', class = class}
+    queue = queue, fresh = fresh == '1', limited = fresh == 'L', class = class}
 end
 
 local function lease_payload(P, jid)

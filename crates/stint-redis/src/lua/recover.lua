@@ -44,6 +44,9 @@ for _, P in ipairs(redis.call('SMEMBERS', 'stint:holders')) do
           stopping)
         local payload = lease_payload(P, jid)
         if state == 'dead' then payload = with_error(payload, reason) end
+        -- Its key's slot is freed before it goes back to the head of its
+        -- queue (lua/flow.lua).
+        if L.limited then flow_stopped(jid, payload, now) end
         local f = {'state', state, 'stints', L.stint, 'recoveries', rec, 'process', '', 'control', '',
           'reason', reason, 'payload', payload, 'queue', L.queue,
           'h' .. L.stint, stint_record(L.stint, P, L.started, now, RECOVERED_LABEL, recovered_stint(P), h[3])}

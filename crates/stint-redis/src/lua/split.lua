@@ -13,6 +13,8 @@ local now = now_ms()
 local n = (#ARGV - 7) / 4
 local payload = lease_payload(P, jid)
 release(P, {jid})
+-- Waiting, it no longer counts as running for its key's limit.
+if L.limited then flow_stopped(jid, payload, now) end
 redis.call('SADD', 'stint:waiting', jid)
 redis.call('HSET', key, 'state', 'waiting', 'stints', stint, 'payload', payload, 'queue', L.queue,
   'cp', cp, 'done', done, 'process', '', 'control', '', 'reason', reason, 'open', n,

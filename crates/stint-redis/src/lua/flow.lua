@@ -1,0 +1,144 @@
+-- Flow control (stint_core::model::flow), shared by the scripts after the
+-- prelude: per-key concurrency and rate limits, and unique keys. Keys
+-- (KEY a limit key, UKEY a unique key):
+--   stint:limit-keys          set     keys whose jobs ran or were parked
+--   stint:limit:KEY           hash    concurrency, rate, period: as its jobs last said
+--   stint:limit-running:KEY   hash    its running jobs: jid -> process
+--   stint:limit-starts:KEY    zset    its stint starts (jid#stint) by ms
+--   stint:limit-parked:KEY    zset    jobs parked for its concurrency limit,
+--                                     by park sequence (their queue order)
+--   stint:rate-parked:KEY     zset    jobs parked for its rate, by until ms
+--   stint:rate-parked         zset    the same for every key (promote_due)
+--   stint:limit-unparked:KEY  set     jobs unparked and not fetched yet (the
+--                                     safety net of lua/unpark.lua counts them)
+--   stint:parked              set     every parked job (listing, stats, clear_queue)
+--   stint:park-seq            string  the last park sequence number
+--   stint:unique:UKEY         string  the jid of the job that holds UKEY
+-- A parked job is out of its queue; its hash has state `enqueued`, its
+-- payload and queue, blocked (limit | rate), bkey (the key), buntil (rate:
+-- until ms) and pseq (its park sequence, kept for a later park: a job
+-- parked again is as old as it was). A running job of a key has a lease
+-- whose fresh field is 'L' (lease_unpack: L.limited).
+
+-- The limit of a payload (its "stint" object's "limit", JobOptions' serde
+-- form), or nil. A payload without the word "limit" costs one search.
+local function flow_limit(payload)
+  if not payload or not string.find(payload, '"limit":', 1, true) then return nil end
+  local ok, job = pcall(cjson.decode, payload)
+  if not ok or type(job) ~= 'table' or type(job.stint) ~= 'table' then return nil end
+  local l = job.stint.limit
+  if type(l) ~= 'table' or type(l.key) ~= 'string' then return nil end
+  local r = type(l.rate) == 'table' and l.rate or {}
+  local rate, period = tonumber(r.limit), tonumber(r.period_ms)
+  if not (rate and period) then rate, period = nil, nil end
+  return {key = l.key, conc = tonumber(l.concurrency), rate = rate, period = period}
+end
+
+-- The key's limits as this job says them, for limits().
+local function flow_note(l)
+  redis.call('SADD', 'stint:limit-keys', l.key)
+  redis.call('HSET', 'stint:limit:' .. l.key, 'concurrency', l.conc or '', 'rate', l.rate or '',
+    'period', l.period or '')
+end
+
+-- Mirrors Limit::admit (stint_core::model::flow) for one job of a fetch:
+-- nil (start), 'limit' (wait for a slot) or 'rate', until ms. `seen`
+-- carries each key's running count and recent starts through the fetch,
+-- the jobs it leased included (flow_started).
+local function flow_admit(seen, l, now)
+  local s = seen[l.key]
+  if not s then
+    s = {running = redis.call('HLEN', 'stint:limit-running:' .. l.key)}
+    seen[l.key] = s
+  end
+  if l.conc and s.running >= l.conc then return 'limit' end
+  if l.rate then
+    if not s.starts then
+      s.starts = {}
+      local m = redis.call('ZRANGE', 'stint:limit-starts:' .. l.key, 0, -1, 'WITHSCORES')
+      for i = 2, #m, 2 do s.starts[#s.starts + 1] = tonumber(m[i]) end
+    end
+    local from, inside = now - l.period, {}
+    for _, t in ipairs(s.starts) do
+      if t > from then inside[#inside + 1] = t end
+    end
+    if #inside >= l.rate then
+      table.sort(inside)
+      -- The window has room again when enough starts leave it.
+      return 'rate', inside[#inside - l.rate + 1] + l.period
+    end
+  end
+  return nil
+end
+
+-- Job `jid` of limit `l` starts its stint `stint` in process P.
+local function flow_started(seen, l, jid, stint, P, now)
+  local s = seen[l.key]
+  s.running = s.running + 1
+  redis.call('HSET', 'stint:limit-running:' .. l.key, jid, P)
+  if l.rate then
+    local starts = 'stint:limit-starts:' .. l.key
+    if s.starts then s.starts[#s.starts + 1] = now end
+    redis.call('ZADD', starts, now, jid .. '#' .. stint)
+    redis.call('ZREMRANGEBYSCORE', starts, '-inf', now - l.period)
+    redis.call('PEXPIRE', starts, l.period)
+  end
+  flow_note(l)
+end
+
+-- Parks job `jid` (its payload taken from queue q) for `reason` of limit
+-- `l` (until ms for a rate).
+local function flow_park(jid, payload, q, l, reason, until_ms)
+  local key = 'stint:job:' .. jid
+  local seq = redis.call('HGET', key, 'pseq') or redis.call('INCR', 'stint:park-seq')
+  redis.call('HSET', key, 'state', 'enqueued', 'payload', payload, 'queue', q, 'blocked', reason,
+    'bkey', l.key, 'buntil', until_ms or '', 'pseq', seq)
+  redis.call('SADD', 'stint:parked', jid)
+  if reason == 'limit' then
+    redis.call('ZADD', 'stint:limit-parked:' .. l.key, seq, jid)
+  else
+    redis.call('ZADD', 'stint:rate-parked:' .. l.key, until_ms, jid)
+    redis.call('ZADD', 'stint:rate-parked', until_ms, jid)
+  end
+  flow_note(l)
+end
+
+-- Takes job `jid` out of the parked jobs (an operator's command, or its
+-- unparking). Returns its hash's payload and queue when it was parked.
+local function flow_forget(jid)
+  if redis.call('SREM', 'stint:parked', jid) == 0 then return nil end
+  local key = 'stint:job:' .. jid
+  local h = redis.call('HMGET', key, 'payload', 'queue', 'bkey')
+  if h[3] then
+    redis.call('ZREM', 'stint:limit-parked:' .. h[3], jid)
+    redis.call('ZREM', 'stint:rate-parked:' .. h[3], jid)
+  end
+  redis.call('ZREM', 'stint:rate-parked', jid)
+  redis.call('HDEL', key, 'blocked', 'bkey', 'buntil')
+  return h[1] or '', h[2], h[3]
+end
+
+-- Unparks job `jid`: back to the head of its queue (fetched next), in
+-- queue order when several are unparked newest first.
+local function flow_unpark(jid, now)
+  local payload, q, k = flow_forget(jid)
+  if payload and q then
+    if k then redis.call('SADD', 'stint:limit-unparked:' .. k, jid) end
+    redis.call('RPUSH', 'queue:' .. q, payload)
+    redis.call('SADD', 'queues', q)
+    redis.call('HSET', 'stint:job:' .. jid, 'enq', now)
+  end
+end
+
+-- A running job of a key stops running (any stint end, a split, a
+-- recovery; `payload`: what it ran with): it leaves the key's running
+-- jobs, and the key's oldest job parked for a slot is unparked. Call it
+-- before a stopped job goes back to the head of its queue, which is then
+-- fetched first.
+local function flow_stopped(jid, payload, now)
+  local l = flow_limit(payload)
+  if not l then return end
+  if redis.call('HDEL', 'stint:limit-running:' .. l.key, jid) == 0 then return end
+  local oldest = redis.call('ZRANGE', 'stint:limit-parked:' .. l.key, 0, 0)[1]
+  if oldest then flow_unpark(oldest, now) end
+end
