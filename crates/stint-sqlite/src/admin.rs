@@ -11,7 +11,7 @@ use stint_core::{JobRecord, StoreResult};
 
 use crate::db::{db_err, exec, query_row};
 use crate::processes::processes;
-use crate::rows::{job_from_row, JOB_COLUMNS};
+use crate::rows::{job_from_row, JOB_COLUMNS, JOB_COLUMN_COUNT};
 
 pub fn stats(conn: &Connection) -> StoreResult<Stats> {
     let mut counts = std::collections::HashMap::new();
@@ -34,10 +34,19 @@ pub fn stats(conn: &Connection) -> StoreResult<Stats> {
     let now = now_ms();
     let mut stmt = conn
         .prepare_cached(
+            // Ready and parked jobs apart: each part reads its own index.
             "SELECT q.name,
-                    (SELECT COUNT(*) FROM stint_jobs j WHERE j.state = 'enqueued' AND j.queue = q.name),
+                    (SELECT COUNT(*) FROM stint_jobs j
+                      WHERE j.state = 'enqueued' AND j.blocked IS NULL AND j.queue = q.name)
+                    + (SELECT COUNT(*) FROM stint_jobs j
+                        WHERE j.state = 'enqueued' AND j.blocked IS NOT NULL AND j.queue = q.name),
                     COALESCE((SELECT paused FROM stint_queues p WHERE p.name = q.name), 0),
-                    (SELECT MIN(enqueued_at) FROM stint_jobs j WHERE j.state = 'enqueued' AND j.queue = q.name)
+                    (SELECT MIN(t) FROM (
+                       SELECT MIN(enqueued_at) AS t FROM stint_jobs j
+                        WHERE j.state = 'enqueued' AND j.blocked IS NULL AND j.queue = q.name
+                       UNION ALL
+                       SELECT MIN(enqueued_at) FROM stint_jobs j
+                        WHERE j.state = 'enqueued' AND j.blocked IS NOT NULL AND j.queue = q.name))
              FROM (SELECT DISTINCT queue AS name FROM stint_jobs UNION SELECT name FROM stint_queues) q
              ORDER BY q.name",
         )
@@ -145,10 +154,12 @@ pub fn children(conn: &Connection, parent: &Jid) -> StoreResult<Vec<ChildRecord>
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let rows = stmt
         .query_map([parent.as_str()], |r| {
-            let result: Option<String> = r.get(19)?;
+            let result: Option<String> = r.get(JOB_COLUMN_COUNT + 1)?;
             Ok(ChildRecord {
                 job: job_from_row(r)?,
-                step: r.get::<_, Option<String>>(18)?.unwrap_or_default(),
+                step: r
+                    .get::<_, Option<String>>(JOB_COLUMN_COUNT)?
+                    .unwrap_or_default(),
                 result: result.and_then(|t| serde_json::from_str(&t).ok()),
             })
         })

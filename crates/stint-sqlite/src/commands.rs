@@ -13,6 +13,7 @@ use stint_core::store::CommandEffect;
 use stint_core::{StoreError, StoreResult};
 
 use crate::db::{db_err, exec, query_row};
+use crate::flow;
 use crate::queue::{head_seq, next_seq, wake_parent};
 
 /// Runs `command` on `jid` (and, for a waiting split parent, on its
@@ -30,30 +31,49 @@ struct Site<'a, 'conn>(&'a Transaction<'conn>);
 
 /// What a move needs of the job as it was read.
 struct Seen {
+    state: JobState,
     queue: String,
     parent: Option<String>,
+    /// Its limit's key: a running job that stops running frees a slot.
+    limit_key: Option<String>,
 }
 
 impl CommandSite for Site<'_, '_> {
     type Seen = Seen;
 
     async fn read(&mut self, jid: &Jid) -> StoreResult<Option<(JobView, Seen)>> {
-        let row: Option<(String, Option<String>, String, Option<String>)> = query_row(
+        type Row = (
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            Option<String>,
+        );
+        let row: Option<Row> = query_row(
             self.0,
-            "SELECT state, control, queue, parent FROM stint_jobs WHERE jid = ?1",
+            "SELECT state, control, queue, parent, limit_key FROM stint_jobs WHERE jid = ?1",
             [jid.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()
         .map_err(db_err)?;
-        let Some((state, control, queue, parent)) = row else {
+        let Some((state, control, queue, parent, limit_key)) = row else {
             return Ok(None);
         };
+        let state: JobState = state
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("job {jid}: {e}")))?;
         let view = JobView {
-            state: state.parse().map_err(StoreError::Corrupt)?,
+            state,
             control: control.as_deref().and_then(Control::parse),
         };
-        Ok(Some((view, Seen { queue, parent })))
+        let seen = Seen {
+            state,
+            queue,
+            parent,
+            limit_key,
+        };
+        Ok(Some((view, seen)))
     }
 
     async fn awaited_by_parent(&mut self, _jid: &Jid, seen: &Seen) -> StoreResult<bool> {
@@ -92,7 +112,7 @@ impl CommandSite for Site<'_, '_> {
                 exec(
                     tx,
                     "UPDATE stint_jobs SET state = 'enqueued', seq = ?2, enqueued_at = ?3, run_at = NULL,
-                       finished_at = NULL,
+                       finished_at = NULL, blocked = NULL, blocked_until = NULL,
                        attempts = CASE WHEN ?4 THEN 0 ELSE attempts END,
                        recoveries = CASE WHEN ?4 THEN 0 ELSE recoveries END
                      WHERE jid = ?1",
@@ -117,6 +137,11 @@ impl CommandSite for Site<'_, '_> {
                     )
                     .map_err(db_err)?;
                 }
+            }
+        }
+        if seen.state == JobState::Running && !matches!(to, Move::Control(_)) {
+            if let Some(key) = &seen.limit_key {
+                flow::slot_freed(tx, key)?;
             }
         }
         // Nothing else writes in the transaction: the job was still as it
@@ -146,12 +171,13 @@ impl CommandSite for Site<'_, '_> {
 }
 
 /// Moves a job to `state`, recording `reason`; a final state stamps
-/// `finished_at`.
+/// `finished_at`. A parked job leaves the parked set.
 fn set_state(tx: &Connection, jid: &Jid, state: JobState, reason: &str) -> StoreResult<()> {
     let finished = state.is_final().then(now_ms);
     exec(
         tx,
-        "UPDATE stint_jobs SET state = ?2, finished_at = COALESCE(?3, finished_at), reason = ?4
+        "UPDATE stint_jobs SET state = ?2, finished_at = COALESCE(?3, finished_at), reason = ?4,
+           blocked = NULL, blocked_until = NULL
          WHERE jid = ?1",
         params![jid.as_str(), state.as_str(), finished, reason],
     )

@@ -2,6 +2,7 @@
 //! checkpoints a stint saves under its lease.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use stint_core::model::{now_ms, Checkpoint, Control};
@@ -9,8 +10,14 @@ use stint_core::store::{Lease, Leased};
 use stint_core::{StoreError, StoreResult};
 
 use crate::db::{db_err, to_json};
-use crate::rows::{job_from_row, JOB_COLUMNS};
+use crate::flow;
+use crate::rows::{job_from_row, JOB_COLUMNS, JOB_COLUMN_COUNT};
 
+/// Leases up to `limit` jobs from `queues`. Per queue, one statement leases
+/// the ready jobs ahead of the first one with a limit; that one is put to
+/// `Limit::admit` (leased, or parked) and the queue is read on from there.
+/// Jobs without a limit are leased as before flow control: no statement of
+/// their own.
 pub fn fetch(
     tx: &Connection,
     process: &str,
@@ -28,50 +35,112 @@ pub fn fetch(
     };
     let now = now_ms();
     let mut out = Vec::new();
-    let sql = format!(
-        "UPDATE stint_jobs SET state = 'running', process = ?1, stints = stints + 1, run_at = ?2, control = NULL
-         WHERE jid IN (SELECT jid FROM stint_jobs WHERE state = 'enqueued' AND queue = ?3 ORDER BY seq LIMIT ?4)
-         RETURNING {JOB_COLUMNS}, seq"
-    );
     for queue in queues {
-        let want = limit - out.len();
-        if want == 0 {
-            break;
-        }
         if paused.contains(queue) {
             continue;
         }
-        let mut stmt = tx.prepare_cached(&sql).map_err(db_err)?;
-        let rows = stmt
-            .query_map(params![process, now, queue, want as i64], |r| {
-                Ok((job_from_row(r)?, r.get::<_, i64>(18)?))
-            })
-            .map_err(db_err)?;
-        let mut batch: Vec<_> = rows.collect::<Result<_, _>>().map_err(db_err)?;
-        batch.sort_by_key(|(_, seq)| *seq);
-        let mut hist = tx
-            .prepare_cached(
-                "INSERT OR REPLACE INTO stint_stints (jid, number, process, started_at, done) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(db_err)?;
-        for (job, _) in batch {
-            hist.execute(params![
-                job.jid.as_str(),
-                job.stints,
+        loop {
+            let want = limit - out.len();
+            if want == 0 {
+                break;
+            }
+            let taken = take(
+                tx,
+                &LEASE_READY,
+                params![process, now, queue, want as i64],
                 process,
                 now,
-                job.checkpoint.done as i64
-            ])
-            .map_err(db_err)?;
-            let lease = Lease {
-                jid: job.jid.clone(),
-                process: process.to_owned(),
-                stint: job.stints,
+                &mut out,
+            )?;
+            if taken == want {
+                break;
+            }
+            // The queue ended, or its next ready job has a limit.
+            let Some((jid, job_limit)) = flow::next_limited(tx, queue)? else {
+                break;
             };
-            out.push(Leased { job, lease });
+            if flow::admit(tx, &jid, &job_limit, now)? {
+                take(
+                    tx,
+                    &LEASE_ONE,
+                    params![process, now, jid],
+                    process,
+                    now,
+                    &mut out,
+                )?;
+                flow::started(tx, &job_limit, now)?;
+            }
         }
     }
     Ok(out)
+}
+
+/// The lease of a job: `SET` and `RETURNING` of the lease statements.
+const LEASE: &str =
+    "UPDATE stint_jobs SET state = 'running', process = ?1, stints = stints + 1, run_at = ?2, control = NULL";
+
+/// Leases the first ?4 ready jobs of queue ?3 that come before its first
+/// ready job with a limit.
+static LEASE_READY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{LEASE}
+         WHERE jid IN (SELECT jid FROM stint_jobs
+                       WHERE state = 'enqueued' AND blocked IS NULL AND queue = ?3
+                         AND seq < COALESCE((SELECT MIN(seq) FROM stint_jobs
+                                             WHERE state = 'enqueued' AND blocked IS NULL
+                                               AND limit_key IS NOT NULL AND queue = ?3),
+                                            9223372036854775807)
+                       ORDER BY seq LIMIT ?4)
+         RETURNING {JOB_COLUMNS}, seq"
+    )
+});
+
+/// Leases the job ?3 (admitted by its limit).
+static LEASE_ONE: LazyLock<String> =
+    LazyLock::new(|| format!("{LEASE} WHERE jid = ?3 RETURNING {JOB_COLUMNS}, seq"));
+
+/// Runs a lease statement, records each leased job's stint start in its
+/// history, and appends the leases to `out` in queue order. Returns how
+/// many it leased.
+fn take<P: rusqlite::Params>(
+    tx: &Connection,
+    sql: &str,
+    params: P,
+    process: &str,
+    now: i64,
+    out: &mut Vec<Leased>,
+) -> StoreResult<usize> {
+    let mut stmt = tx.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok((job_from_row(r)?, r.get::<_, i64>(JOB_COLUMN_COUNT)?))
+        })
+        .map_err(db_err)?;
+    let mut batch: Vec<_> = rows.collect::<Result<_, _>>().map_err(db_err)?;
+    batch.sort_by_key(|(_, seq)| *seq);
+    let mut hist = tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO stint_stints (jid, number, process, started_at, done) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(db_err)?;
+    let n = batch.len();
+    for (job, _) in batch {
+        hist.execute(params![
+            job.jid.as_str(),
+            job.stints,
+            process,
+            now,
+            job.checkpoint.done as i64
+        ])
+        .map_err(db_err)?;
+        let lease = Lease {
+            jid: job.jid.clone(),
+            process: process.to_owned(),
+            stint: job.stints,
+        };
+        out.push(Leased { job, lease });
+    }
+    Ok(n)
 }
 
 /// Saves a running job's checkpoint, fenced by its lease. Shared by the
@@ -102,5 +171,52 @@ pub fn checkpoint(
     match control {
         None => Err(StoreError::LeaseLost(lease.jid.clone())),
         Some(c) => Ok(c.as_deref().and_then(Control::parse)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan SQLite makes for `sql`, one line per step.
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("plan");
+        let unbound = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(unbound), |r| {
+                r.get::<_, String>(3)
+            })
+            .expect("plan rows");
+        rows.map(|r| r.expect("plan row"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn fetch_reads_ready_jobs_by_index_and_never_scans_parked_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = crate::open_connection(dir.path().join("plan.db")).expect("open");
+        crate::schema::migrate(&conn).expect("migrate");
+        let lease = plan(&conn, &LEASE_READY);
+        assert!(
+            lease.contains("USING INDEX stint_jobs_ready (queue=? AND seq<?)")
+                || lease.contains("USING INDEX stint_jobs_ready (queue=?)"),
+            "the lease reads the ready index:\n{lease}"
+        );
+        assert!(
+            lease.contains("stint_jobs_ready_limited"),
+            "the first limited job is found by its index:\n{lease}"
+        );
+        assert!(!lease.contains("SCAN"), "no scan in the lease:\n{lease}");
+        let unpark = plan(
+            &conn,
+            "SELECT jid FROM stint_jobs WHERE blocked = 'limit' AND limit_key = 'k' ORDER BY seq LIMIT 1",
+        );
+        assert!(
+            unpark.contains("USING INDEX stint_jobs_parked") && !unpark.contains("TEMP B-TREE"),
+            "the oldest parked job of a key is the first of its index range:\n{unpark}"
+        );
     }
 }

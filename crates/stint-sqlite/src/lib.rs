@@ -9,6 +9,8 @@
 // Modules by role, each importing only those below it:
 //   transitions (push, stint ends, split) → commands (operator commands) → queue
 //   maintenance (due jobs, recovery) → queue, metrics
+//   transitions, leases, maintenance, commands → flow (unique keys, limits,
+//     parked jobs)
 //   admin (reads, queue commands) → processes, rows
 //   periodic (ticks, schedules) → transitions
 //   tx (a job's own transaction) → leases (fetch, checkpoint) → rows
@@ -16,6 +18,7 @@
 mod admin;
 mod commands;
 mod db;
+mod flow;
 mod leases;
 mod maintenance;
 mod metrics;
@@ -363,7 +366,7 @@ impl Store for SqliteStore {
     }
 
     async fn limits(&self) -> StoreResult<Vec<KeyInfo>> {
-        Ok(Vec::new())
+        self.read(flow::limits).await
     }
 
     async fn metrics(&self) -> StoreResult<Metrics> {

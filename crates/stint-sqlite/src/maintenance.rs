@@ -10,10 +10,15 @@ use stint_core::store::Recovered;
 use stint_core::StoreResult;
 
 use crate::db::{db_err, exec, query_row};
+use crate::flow;
 use crate::queue::{head_seq, next_seq, wake_parent};
 
+/// Moves due scheduled and retrying jobs to the tail of their queues
+/// (returns how many), and unparks the parked jobs that may start now
+/// (`flow::unpark_due`).
 pub fn promote_due(tx: &Connection) -> StoreResult<u64> {
     let now = now_ms();
+    flow::unpark_due(tx, now)?;
     let due: i64 = query_row(
         tx,
         "SELECT COUNT(*) FROM stint_jobs WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1",
@@ -47,6 +52,8 @@ struct Orphan {
     stint: u32,
     queue: String,
     control: Option<Control>,
+    /// Its limit's key: its end frees a slot of the key.
+    limit_key: Option<String>,
     /// Its process had been told to stop (`Store::mark_stopping`).
     stopping: bool,
 }
@@ -55,7 +62,8 @@ fn orphans(tx: &Connection, now: i64) -> StoreResult<Vec<Orphan>> {
     let mut stmt = tx
         .prepare_cached(
             "SELECT j.jid, j.kind, j.process, j.recoveries, j.stints, j.queue, j.control,
-                    COALESCE((SELECT p.stopping FROM stint_processes p WHERE p.id = j.process), 0)
+                    COALESCE((SELECT p.stopping FROM stint_processes p WHERE p.id = j.process), 0),
+                    j.limit_key
              FROM stint_jobs j
              WHERE j.state = 'running'
                AND NOT EXISTS (SELECT 1 FROM stint_processes p WHERE p.id = j.process AND p.expires_at >= ?1)",
@@ -75,6 +83,7 @@ fn orphans(tx: &Connection, now: i64) -> StoreResult<Vec<Orphan>> {
                     .as_deref()
                     .and_then(Control::parse),
                 stopping: r.get::<_, i64>(7)? != 0,
+                limit_key: r.get(8)?,
             })
         })
         .map_err(db_err)?;
@@ -127,6 +136,9 @@ pub fn recover_orphans(tx: &Connection, max_recoveries: u32) -> StoreResult<Vec<
         .map_err(db_err)?;
         if verdict.state.is_final() {
             wake_parent(tx, &orphan.jid)?;
+        }
+        if let Some(key) = &orphan.limit_key {
+            flow::slot_freed(tx, key)?;
         }
         metrics.recovered(&orphan.kind, &orphan.queue);
         out.push(Recovered {

@@ -104,15 +104,19 @@ pub fn push_tick(tx: &Connection, t: &TickPush) -> StoreResult<TickOutcome> {
             }
         }
     }
-    transitions::push(tx, std::slice::from_ref(&t.job))?;
-    record(tx, t, t.job.jid.as_str(), false)?;
+    // A tick whose job has a held unique key is the holder's run.
+    let pushed = transitions::push(tx, std::slice::from_ref(&t.job))?;
+    let jid = pushed
+        .first()
+        .map_or_else(|| t.job.jid.clone(), |p| p.jid().clone());
+    record(tx, t, jid.as_str(), false)?;
     exec(
         tx,
         "UPDATE stint_schedules SET last_tick = ?2, last_jid = ?3, enqueued = enqueued + 1 WHERE name = ?1",
-        params![t.schedule, t.tick_ms, t.job.jid.as_str()],
+        params![t.schedule, t.tick_ms, jid.as_str()],
     )
     .map_err(db_err)?;
-    Ok(TickOutcome::Enqueued(t.job.jid.clone()))
+    Ok(TickOutcome::Enqueued(jid))
 }
 
 /// Records the tick and trims the schedule's ticks to the last `KEPT_TICKS`.

@@ -12,10 +12,12 @@ use stint_core::StoreResult;
 use crate::db::{db_err, exec, query_row};
 
 /// The `seq` that puts a job at the head of the queue named by the SQL
-/// expression `queue`, as an SQL expression.
+/// expression `queue`, as an SQL expression: ahead of every job fetch
+/// reads (parked jobs are not read, and keep their own positions).
 pub(crate) fn head_seq_sql(queue: &str) -> String {
     format!(
-        "(SELECT COALESCE(MIN(h.seq), 0) - 1 FROM stint_jobs h WHERE h.state = 'enqueued' AND h.queue = {queue})"
+        "(SELECT COALESCE(MIN(h.seq), 0) - 1 FROM stint_jobs h
+          WHERE h.state = 'enqueued' AND h.blocked IS NULL AND h.queue = {queue})"
     )
 }
 

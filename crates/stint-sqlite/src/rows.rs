@@ -6,7 +6,12 @@ use stint_core::model::{Checkpoint, Control, ErrorInfo, Jid, JobOptions, JobReco
 /// The columns `job_from_row` reads, in its order.
 pub const JOB_COLUMNS: &str =
     "jid, kind, queue, args, state, options, attempts, recoveries, stints, \
-     checkpoint, created_at, enqueued_at, run_at, finished_at, process, control, error, reason";
+     checkpoint, created_at, enqueued_at, run_at, finished_at, process, control, error, reason, \
+     blocked, limit_key, blocked_until";
+
+/// How many columns `JOB_COLUMNS` names: a query's own columns after them
+/// start at this index.
+pub const JOB_COLUMN_COUNT: usize = 21;
 
 fn json<T: serde::de::DeserializeOwned>(row: &Row, idx: usize, what: &str) -> rusqlite::Result<T> {
     let text: String = row.get(idx)?;
@@ -49,6 +54,6 @@ pub fn job_from_row(row: &Row) -> rusqlite::Result<JobRecord> {
         error: error.and_then(|e| serde_json::from_str::<ErrorInfo>(&e).ok()),
         reason: row.get(17)?,
         traceparent: None,
-        blocked: None,
+        blocked: crate::flow::blocked(row.get(18)?, row.get(19)?, row.get(20)?),
     })
 }

@@ -4,7 +4,11 @@ use rusqlite::{Connection, OptionalExtension};
 use stint_core::StoreError;
 
 /// The version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+///
+/// 2: flow control (the `limit_key`, `blocked` and `blocked_until` columns
+/// of `stint_jobs`, `stint_unique`, `stint_limit_starts`; fetch reads the
+/// `stint_jobs_ready` index, which leaves parked jobs out).
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS stint_meta (
@@ -35,9 +39,13 @@ CREATE TABLE IF NOT EXISTS stint_jobs (
     result      TEXT,
     -- a child of a split job: the parent's jid and the split step
     parent      TEXT,
-    parent_step TEXT
+    parent_step TEXT,
+    -- flow control: the key of the job's limit; a parked job's reason
+    -- ('limit' or 'rate') and, for the rate, when it may start
+    limit_key     TEXT,
+    blocked       TEXT,
+    blocked_until INTEGER
 );
-CREATE INDEX IF NOT EXISTS stint_jobs_fetch ON stint_jobs (queue, seq) WHERE state = 'enqueued';
 CREATE INDEX IF NOT EXISTS stint_jobs_due ON stint_jobs (run_at) WHERE state IN ('scheduled', 'retrying');
 CREATE INDEX IF NOT EXISTS stint_jobs_process ON stint_jobs (process) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS stint_jobs_state ON stint_jobs (state, created_at);
@@ -101,7 +109,56 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("stint_processes", "command", "TEXT"),
     // 1 once the process was told to stop (`Store::mark_stopping`)
     ("stint_processes", "stopping", "INTEGER NOT NULL DEFAULT 0"),
+    // version 2: flow control
+    ("stint_jobs", "limit_key", "TEXT"),
+    ("stint_jobs", "blocked", "TEXT"),
+    ("stint_jobs", "blocked_until", "INTEGER"),
 ];
+
+/// What reads the columns added for flow control (version 2), created once
+/// they exist.
+const FLOW_SCHEMA: &str = r#"
+-- fetch reads unparked enqueued jobs only: a parked job is never scanned
+-- (replaces version 1's stint_jobs_fetch, which held parked jobs too)
+DROP INDEX IF EXISTS stint_jobs_fetch;
+CREATE INDEX IF NOT EXISTS stint_jobs_ready ON stint_jobs (queue, seq)
+    WHERE state = 'enqueued' AND blocked IS NULL;
+-- the first ready job with a limit: where fetch stops its one-statement lease
+CREATE INDEX IF NOT EXISTS stint_jobs_ready_limited ON stint_jobs (queue, seq)
+    WHERE state = 'enqueued' AND blocked IS NULL AND limit_key IS NOT NULL;
+-- a key's running jobs; listings by key
+CREATE INDEX IF NOT EXISTS stint_jobs_limit_key ON stint_jobs (limit_key, state)
+    WHERE limit_key IS NOT NULL;
+-- parked jobs by reason and key in queue order (the oldest is unparked first)
+CREATE INDEX IF NOT EXISTS stint_jobs_parked ON stint_jobs (blocked, limit_key, seq)
+    WHERE blocked IS NOT NULL;
+CREATE INDEX IF NOT EXISTS stint_jobs_rate_due ON stint_jobs (blocked_until)
+    WHERE blocked = 'rate';
+-- the job that last took each unique key (it holds the key while its
+-- scope says so; a holder that no longer exists frees it)
+CREATE TABLE IF NOT EXISTS stint_unique (
+    key TEXT PRIMARY KEY,
+    jid TEXT NOT NULL
+) WITHOUT ROWID;
+-- stint starts of keys with a rate limit, kept until their window passes
+CREATE TABLE IF NOT EXISTS stint_limit_starts (
+    key        TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stint_limit_starts_key ON stint_limit_starts (key, at);
+CREATE INDEX IF NOT EXISTS stint_limit_starts_expiry ON stint_limit_starts (expires_at);
+"#;
+
+/// Fills the flow-control columns and tables of jobs stored before
+/// version 2, from their options.
+const FLOW_BACKFILL: &str = r#"
+UPDATE stint_jobs SET limit_key = json_extract(options, '$.limit.key')
+    WHERE limit_key IS NULL AND json_extract(options, '$.limit.key') IS NOT NULL;
+INSERT OR REPLACE INTO stint_unique (key, jid)
+    SELECT json_extract(options, '$.unique.key'), jid FROM stint_jobs
+    WHERE json_extract(options, '$.unique.key') IS NOT NULL ORDER BY rowid;
+"#;
 
 /// Creates the tables when missing; refuses a file written by a newer stint.
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -120,8 +177,8 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
             e => Err(e),
         })
         .map_err(crate::db::db_err)?;
+    let existing: Option<i64> = existing.map(|v| v.parse().unwrap_or(i64::MAX));
     if let Some(v) = existing {
-        let v: i64 = v.parse().unwrap_or(i64::MAX);
         if v > SCHEMA_VERSION {
             return Err(StoreError::Config(format!(
                 "this SQLite file has stint schema version {v}, newer than this build's {SCHEMA_VERSION}; \
@@ -153,6 +210,11 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
                 }
             }
         }
+    }
+    conn.execute_batch(FLOW_SCHEMA).map_err(crate::db::db_err)?;
+    if existing.is_some_and(|v| v < 2) {
+        conn.execute_batch(FLOW_BACKFILL)
+            .map_err(crate::db::db_err)?;
     }
     conn.execute(
         "INSERT INTO stint_meta (key, value) VALUES ('schema_version', ?1)

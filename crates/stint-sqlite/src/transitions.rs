@@ -2,6 +2,7 @@
 //! into children. The state a stint's end writes is the SQL rendering of
 //! `stint_core::lifecycle::after_stint`.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -13,29 +14,73 @@ use stint_core::store::{Completion, Lease, Outcome};
 use stint_core::{StoreError, StoreResult};
 
 use crate::db::{db_err, exec, query_row, to_json};
+use crate::flow;
 use crate::queue::{head_seq_sql, next_seq, wake_parent};
 
 /// The lease fence of a stint's writes: ?1 jid, ?2 process, ?3 stint.
 const FENCE: &str = "jid = ?1 AND state = 'running' AND process = ?2 AND stints = ?3";
 
+/// Pushes `jobs`: each is stored, or, when its unique key is held (by a
+/// stored job as its `Unique` rules, or by an earlier job of this push),
+/// answered with the holder's jid.
 pub fn push(tx: &Connection, jobs: &[NewJob]) -> StoreResult<Vec<Pushed>> {
-    insert_jobs(tx, jobs, None)?;
-    Ok(jobs.iter().map(|j| Pushed::New(j.jid.clone())).collect())
+    if jobs.iter().all(|j| j.options.unique.is_none()) {
+        insert_jobs(tx, jobs.iter(), None)?;
+        return Ok(jobs.iter().map(|j| Pushed::New(j.jid.clone())).collect());
+    }
+    let now = now_ms();
+    let mut taken: HashMap<&str, &Jid> = HashMap::new();
+    let mut answers = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let Some(unique) = &job.options.unique else {
+            answers.push(Pushed::New(job.jid.clone()));
+            continue;
+        };
+        let holder = match taken.get(unique.key.as_str()) {
+            Some(jid) => Some((*jid).clone()),
+            None => flow::holder(tx, &unique.key, now)?,
+        };
+        match holder {
+            Some(jid) => answers.push(Pushed::Duplicate {
+                jid,
+                key: unique.key.clone(),
+            }),
+            None => {
+                taken.insert(&unique.key, &job.jid);
+                answers.push(Pushed::New(job.jid.clone()));
+            }
+        }
+    }
+    let stored: Vec<&NewJob> = jobs
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| !a.is_duplicate())
+        .map(|(j, _)| j)
+        .collect();
+    insert_jobs(tx, stored.into_iter(), None)?;
+    for (key, jid) in taken {
+        flow::hold(tx, key, jid)?;
+    }
+    Ok(answers)
 }
 
 /// Inserts jobs at the tail of their queues (or scheduled), as children of
 /// `parent` (jid, split step) when given.
-fn insert_jobs(tx: &Connection, jobs: &[NewJob], parent: Option<(&str, &str)>) -> StoreResult<()> {
+fn insert_jobs<'a>(
+    tx: &Connection,
+    jobs: impl ExactSizeIterator<Item = &'a NewJob>,
+    parent: Option<(&str, &str)>,
+) -> StoreResult<()> {
     let now = now_ms();
     let base = next_seq(tx, jobs.len())?;
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO stint_jobs (jid, kind, queue, args, state, options, created_at, enqueued_at, run_at, seq,
-                                     parent, parent_step)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                     parent, parent_step, limit_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .map_err(db_err)?;
-    for (i, job) in jobs.iter().enumerate() {
+    for (i, job) in jobs.enumerate() {
         let run_at = job.run_at.map(to_ms).filter(|t| *t > now);
         let (state, enqueued_at) = match run_at {
             Some(_) => (JobState::Scheduled, None),
@@ -54,6 +99,7 @@ fn insert_jobs(tx: &Connection, jobs: &[NewJob], parent: Option<(&str, &str)>) -
             base + i as i64,
             parent.map(|p| p.0),
             parent.map(|p| p.1),
+            job.options.limit.as_ref().map(|l| l.key.as_str()),
         ]);
         match r {
             Ok(_) => {}
@@ -86,7 +132,7 @@ static COMPLETE: LazyLock<String> = LazyLock::new(|| {
            error = COALESCE(?9, error), reason = ?10,
            result = CASE ?5 WHEN {succeeded} THEN ?11 ELSE result END
          WHERE {FENCE}
-         RETURNING kind, queue",
+         RETURNING kind, queue, limit_key",
         finals = render::sql_final_states(),
         interrupted = quoted(StintEnd::Interrupted.label()),
         succeeded = quoted(StintEnd::Succeeded.label()),
@@ -112,7 +158,7 @@ pub fn complete(tx: &Connection, completions: &[Completion]) -> StoreResult<Vec<
             Outcome::Snooze { run_at_ms } => (None, Some(*run_at_ms), None),
             _ => (None, None, None),
         };
-        let ended: Option<(String, String)> = query_row(
+        let ended: Option<(String, String, Option<String>)> = query_row(
             tx,
             &COMPLETE,
             params![
@@ -128,15 +174,18 @@ pub fn complete(tx: &Connection, completions: &[Completion]) -> StoreResult<Vec<
                 c.outcome.reason(),
                 result,
             ],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()
         .map_err(db_err)?;
-        let Some((kind, queue)) = ended else {
+        let Some((kind, queue, limit_key)) = ended else {
             refused.push(lease.jid.clone());
             continue;
         };
         wake_parent(tx, lease.jid.as_str())?;
+        if let Some(key) = limit_key {
+            flow::slot_freed(tx, &key)?;
+        }
         let done = c.checkpoint.as_ref().map(|cp| cp.done as i64);
         let started: Option<i64> = query_row(tx,
             "UPDATE stint_stints SET ended_at = ?3, outcome = ?4, reason = ?5,
@@ -181,15 +230,15 @@ pub fn split(
         ],
     );
     let fenced = params![lease.jid.as_str(), lease.process, lease.stint];
-    let control: Option<Option<String>> = query_row(
+    let row: Option<(Option<String>, Option<String>)> = query_row(
         tx,
-        &format!("SELECT control FROM stint_jobs WHERE {FENCE}"),
+        &format!("SELECT control, limit_key FROM stint_jobs WHERE {FENCE}"),
         fenced,
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )
     .optional()
     .map_err(db_err)?;
-    let Some(control) = control else {
+    let Some((control, limit_key)) = row else {
         return Err(StoreError::LeaseLost(lease.jid.clone()));
     };
     exec(
@@ -215,7 +264,10 @@ pub fn split(
         ],
     )
     .map_err(db_err)?;
-    insert_jobs(tx, children, Some((lease.jid.as_str(), step)))?;
+    if let Some(key) = limit_key {
+        flow::slot_freed(tx, &key)?;
+    }
+    insert_jobs(tx, children.iter(), Some((lease.jid.as_str(), step)))?;
     let command = match control.as_deref().and_then(Control::parse) {
         Some(Control::Cancel) => JobCommand::Cancel,
         Some(Control::Pause) => JobCommand::Pause,

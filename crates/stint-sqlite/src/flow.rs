@@ -1,0 +1,293 @@
+//! Flow control: unique keys held at push, per-key concurrency and rate
+//! limits applied at fetch, parked jobs and their unparking, and the keys'
+//! listing. Core decides (`Unique::refuses`, `Limit::admit`); this module
+//! reads what the rules need and writes their answers, always in the
+//! caller's `BEGIN IMMEDIATE` transaction, so an answer is atomic with the
+//! push, the lease or the end it belongs to.
+//!
+//! A job with a limit carries its key in `stint_jobs.limit_key`. A parked
+//! job stays `enqueued` with `blocked` set ('limit' or 'rate', and for the
+//! rate `blocked_until`); fetch reads only unparked rows (the partial index
+//! `stint_jobs_ready`), so a parked job costs a fetch nothing until it is
+//! unparked. Jobs without a limit or a unique key never reach this module.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use stint_core::model::{Admit, Blocked, Jid, JobOptions, JobState, KeyInfo, Limit, WaitReason};
+use stint_core::{StoreError, StoreResult};
+
+use crate::db::{db_err, exec, query_row};
+
+// ---- unique keys ----
+
+/// The job holding `key` when it refuses a push at `now` (as its own
+/// `Unique` rules), or `None` when the key is free: no holder recorded, the
+/// holder is gone (deleted), or it no longer holds.
+pub(crate) fn holder(tx: &Connection, key: &str, now: i64) -> StoreResult<Option<Jid>> {
+    let row: Option<(String, String, u32, i64, String)> = query_row(
+        tx,
+        "SELECT j.jid, j.state, j.stints, j.created_at, j.options
+         FROM stint_unique u JOIN stint_jobs j ON j.jid = u.jid
+         WHERE u.key = ?1",
+        [key],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )
+    .optional()
+    .map_err(db_err)?;
+    let Some((jid, state, stints, created_at, options)) = row else {
+        return Ok(None);
+    };
+    let options: JobOptions = serde_json::from_str(&options).map_err(|e| {
+        StoreError::Corrupt(format!("job {jid}: stored options are not valid: {e}"))
+    })?;
+    let Some(unique) = options.unique.filter(|u| u.key == key) else {
+        return Ok(None);
+    };
+    let state: JobState = state
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("job {jid}: {e}")))?;
+    if !unique.refuses(state, stints, created_at, now) {
+        return Ok(None);
+    }
+    Jid::parse(&jid)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("unique key {key:?}: holder {e}")))
+}
+
+/// Records `jid` as the holder of `key`.
+pub(crate) fn hold(tx: &Connection, key: &str, jid: &Jid) -> StoreResult<()> {
+    exec(
+        tx,
+        "INSERT INTO stint_unique (key, jid) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET jid = excluded.jid",
+        params![key, jid.as_str()],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+// ---- limits at fetch ----
+
+/// The first unparked enqueued job of `queue` that has a limit: its jid and
+/// limit.
+pub(crate) fn next_limited(tx: &Connection, queue: &str) -> StoreResult<Option<(String, Limit)>> {
+    let row: Option<(String, Option<String>)> = query_row(
+        tx,
+        "SELECT jid, json_extract(options, '$.limit') FROM stint_jobs
+         WHERE state = 'enqueued' AND blocked IS NULL AND limit_key IS NOT NULL AND queue = ?1
+         ORDER BY seq LIMIT 1",
+        [queue],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(db_err)?;
+    let Some((jid, limit)) = row else {
+        return Ok(None);
+    };
+    let limit = limit
+        .ok_or_else(|| format!("job {jid}: a limit key is stored but its options have no limit"))
+        .and_then(|text| {
+            serde_json::from_str::<Limit>(&text)
+                .map_err(|e| format!("job {jid}: stored limit is not valid: {e}"))
+        })
+        .map_err(StoreError::Corrupt)?;
+    Ok(Some((jid, limit)))
+}
+
+/// Applies `Limit::admit` to the job `jid` at `now`, counting the key's
+/// running jobs and its stint starts inside the rate's window (leases made
+/// earlier in the same transaction included). True: lease it now. False:
+/// it was parked.
+pub(crate) fn admit(tx: &Connection, jid: &str, limit: &Limit, now: i64) -> StoreResult<bool> {
+    let running: i64 = if limit.concurrency.is_some() {
+        query_row(
+            tx,
+            "SELECT COUNT(*) FROM stint_jobs WHERE limit_key = ?1 AND state = 'running'",
+            [&limit.key],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?
+    } else {
+        0
+    };
+    let starts = match limit.rate {
+        Some(rate) => recent_starts(tx, &limit.key, now - rate.period_ms as i64, now)?,
+        None => Vec::new(),
+    };
+    let (reason, until) = match limit.admit(running as u64, &starts, now) {
+        Admit::Start => return Ok(true),
+        Admit::Wait(reason) => (reason, None),
+        Admit::WaitUntil(t) => (WaitReason::Rate, Some(t)),
+    };
+    exec(
+        tx,
+        "UPDATE stint_jobs SET blocked = ?2, blocked_until = ?3 WHERE jid = ?1",
+        params![jid, reason.as_str(), until],
+    )
+    .map_err(db_err)?;
+    Ok(false)
+}
+
+/// The key's stint starts after `from`; the starts whose windows have
+/// passed go first.
+fn recent_starts(tx: &Connection, key: &str, from: i64, now: i64) -> StoreResult<Vec<i64>> {
+    exec(
+        tx,
+        "DELETE FROM stint_limit_starts WHERE key = ?1 AND expires_at <= ?2",
+        params![key, now],
+    )
+    .map_err(db_err)?;
+    let mut stmt = tx
+        .prepare_cached("SELECT at FROM stint_limit_starts WHERE key = ?1 AND at > ?2")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![key, from], |r| r.get(0))
+        .map_err(db_err)?;
+    rows.collect::<Result<_, _>>().map_err(db_err)
+}
+
+/// Records a stint start of a job with `limit` at `now`, for its key's
+/// rate window (kept until the window has passed it).
+pub(crate) fn started(tx: &Connection, limit: &Limit, now: i64) -> StoreResult<()> {
+    let Some(rate) = limit.rate else {
+        return Ok(());
+    };
+    exec(
+        tx,
+        "INSERT INTO stint_limit_starts (key, at, expires_at) VALUES (?1, ?2, ?3)",
+        params![limit.key, now, now + rate.period_ms as i64],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+// ---- unparking ----
+
+/// A running job of `key` stopped running: the key's oldest job parked for
+/// its concurrency limit (queue order) is unparked, to be fetched next.
+pub(crate) fn slot_freed(tx: &Connection, key: &str) -> StoreResult<()> {
+    exec(
+        tx,
+        "UPDATE stint_jobs SET blocked = NULL, blocked_until = NULL
+         WHERE jid = (SELECT jid FROM stint_jobs WHERE blocked = 'limit' AND limit_key = ?1
+                      ORDER BY seq LIMIT 1)",
+        [key],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Maintenance: unparks the jobs whose rate wait is over; unparks the
+/// oldest jobs parked for a concurrency limit while their key has room
+/// (running plus unparked enqueued jobs under the limit, as the oldest
+/// parked job states it: covers a raised limit or any drift); forgets the
+/// stint starts whose windows have passed. Returns how many were unparked.
+pub(crate) fn unpark_due(tx: &Connection, now: i64) -> StoreResult<u64> {
+    let mut n = exec(
+        tx,
+        "UPDATE stint_jobs SET blocked = NULL, blocked_until = NULL
+         WHERE blocked = 'rate' AND blocked_until <= ?1",
+        [now],
+    )
+    .map_err(db_err)? as u64;
+    let keys: Vec<String> = {
+        let mut stmt = tx
+            .prepare_cached("SELECT DISTINCT limit_key FROM stint_jobs WHERE blocked = 'limit'")
+            .map_err(db_err)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)?
+    };
+    for key in keys {
+        let concurrency: Option<i64> = query_row(
+            tx,
+            "SELECT json_extract(options, '$.limit.concurrency') FROM stint_jobs
+             WHERE blocked = 'limit' AND limit_key = ?1 ORDER BY seq LIMIT 1",
+            [&key],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+        let busy: i64 = query_row(
+            tx,
+            "SELECT COUNT(*) FROM stint_jobs WHERE limit_key = ?1
+               AND (state = 'running' OR (state = 'enqueued' AND blocked IS NULL))",
+            [&key],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+        // No concurrency limit any more: nothing holds them.
+        let room = concurrency.map_or(-1, |c| (c - busy).max(0));
+        if room == 0 {
+            continue;
+        }
+        n += exec(
+            tx,
+            "UPDATE stint_jobs SET blocked = NULL, blocked_until = NULL
+             WHERE jid IN (SELECT jid FROM stint_jobs WHERE blocked = 'limit' AND limit_key = ?1
+                           ORDER BY seq LIMIT ?2)",
+            params![key, room],
+        )
+        .map_err(db_err)? as u64;
+    }
+    exec(
+        tx,
+        "DELETE FROM stint_limit_starts WHERE expires_at <= ?1",
+        [now],
+    )
+    .map_err(db_err)?;
+    Ok(n)
+}
+
+// ---- reading ----
+
+/// Why a row waits, from its `blocked`, `limit_key` and `blocked_until`
+/// columns.
+pub(crate) fn blocked(
+    reason: Option<String>,
+    key: Option<String>,
+    until_ms: Option<i64>,
+) -> Option<Blocked> {
+    Some(Blocked {
+        reason: WaitReason::parse(reason.as_deref()?)?,
+        key: key?,
+        until_ms,
+    })
+}
+
+/// Every key with limits that has running or parked jobs, sorted by key;
+/// its limits as the newest of those jobs states them.
+pub(crate) fn limits(conn: &Connection) -> StoreResult<Vec<KeyInfo>> {
+    let mut stmt = conn
+        .prepare_cached(
+            // The bare `options` column comes from the row of MAX(rowid).
+            "SELECT limit_key, MAX(rowid), json_extract(options, '$.limit'),
+                    SUM(state IS 'running'), SUM(blocked IS 'limit'), SUM(blocked IS 'rate')
+             FROM stint_jobs
+             WHERE limit_key IS NOT NULL AND (state = 'running' OR blocked IS NOT NULL)
+             GROUP BY limit_key ORDER BY limit_key",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (key, limit, running, waiting_limit, waiting_rate) = row.map_err(db_err)?;
+        let limit: Option<Limit> = limit.and_then(|t| serde_json::from_str(&t).ok());
+        out.push(KeyInfo {
+            key,
+            concurrency: limit.as_ref().and_then(|l| l.concurrency),
+            rate: limit.and_then(|l| l.rate),
+            running: running as u64,
+            waiting_limit: waiting_limit as u64,
+            waiting_rate: waiting_rate as u64,
+        });
+    }
+    Ok(out)
+}
