@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod chaos_jobs;
+pub mod flow_jobs;
 pub mod harness;
 pub mod http;
 pub mod jobs;

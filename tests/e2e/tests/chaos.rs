@@ -457,7 +457,7 @@ impl<'a> Chaos<'a> {
                 if self.rng.below(2) == 0 {
                     batch.insert(0, Self::raw("Noop", serde_json::json!({}), fresh.clone()));
                 }
-                let r: StoreResult<()> = self.client.push_raw(batch).await;
+                let r: StoreResult<Vec<stint::model::Pushed>> = self.client.push_raw(batch).await;
                 match r {
                     Err(StoreError::Duplicate(j)) if j == taken => {
                         self.figures.duplicates_refused += 1;
@@ -494,7 +494,7 @@ impl<'a> Chaos<'a> {
                     )
                 };
                 match self.client.push_raw(vec![job]).await {
-                    Ok(()) => {
+                    Ok(_) => {
                         println!("{:>6.1}s push of {what} ({jid})", self.t());
                         self.figures.foreign_pushed += 1;
                         self.foreign.push(Foreign {

@@ -1,7 +1,8 @@
 //! The worker process of every real-process test and benchmark, on any
 //! store: `stint-test-worker STORE_URL [CONCURRENCY]` (`sqlite://…`,
 //! `postgres://…`, `redis://…`), with every test job registered
-//! (`stint_e2e::jobs`, `split_jobs`, `pg_jobs`, `redis_jobs`, `chaos_jobs`).
+//! (`stint_e2e::jobs`, `split_jobs`, `pg_jobs`, `redis_jobs`, `chaos_jobs`,
+//! `flow_jobs`).
 //!
 //! Environment, so tests can shorten what matters to them:
 //! `STINT_QUEUES` (comma-separated, default `default`),
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use stint::{Overlap, Periodic, Worker};
 use stint_e2e::chaos_jobs::ChaosRows;
+use stint_e2e::flow_jobs::{SnoozeOnce, TenantWork};
 use stint_e2e::jobs::{Count, InsertRows, KillSelf, Noop};
 use stint_e2e::pg_jobs::InsertNumbers;
 use stint_e2e::redis_jobs::{self, AlwaysFails, HardWorker, Sleepy, Stamp};
@@ -97,6 +99,8 @@ async fn main() {
         .register::<AlwaysFails>()
         .register::<Stamp>()
         .register::<ChaosRows>()
+        .register::<TenantWork>()
+        .register::<SnoozeOnce>()
         .queues(queues)
         .concurrency(concurrency);
     if let Some(ttl) = env_ms("STINT_LEASE_TTL_MS") {
