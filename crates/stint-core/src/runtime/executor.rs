@@ -130,7 +130,10 @@ async fn run_stint_in_span(
         // Stopped by this process before its lease could expire: the job
         // goes back to its queue with its last saved checkpoint, a write
         // fenced by the lease (refused if the job was recovered meanwhile).
-        tracing::warn!(jid = %job.jid, kind = %job.kind, stint = lease.stint,
+        // Info, not a warning: the process said once, as a warning, that it
+        // stops its jobs for this reason (upkeep); one line per job would
+        // repeat it as many times as it runs jobs.
+        tracing::info!(jid = %job.jid, kind = %job.kind, stint = lease.stint,
             "stopped: the store was unreachable for too long to renew this job's lease");
         return Some(fenced(lease));
     }
