@@ -159,6 +159,8 @@ macro_rules! conformance_tests {
             concurrent_fetchers_respect_the_concurrency_limit,
             // rate.rs
             rate_limit_parks_until_the_window_has_room,
+            rate_counts_every_stint_start,
+            concurrency_and_rate_on_one_key,
             // snooze.rs
             snooze_schedules_the_job_with_its_checkpoint,
             // lifecycle.rs
