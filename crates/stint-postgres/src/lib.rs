@@ -10,6 +10,12 @@
 //!   ([`CtxExt::checkpoint_pg`], or `ctx.checkpoint_in(&mut PgTx(&tx), …)`),
 //!   and a client pushes jobs inside its own transaction ([`push_in`]): the
 //!   job exists only if that transaction commits.
+//! - Flow control: a job with a limit is admitted by core's `Limit::admit`
+//!   under a per-key advisory lock (jobs without one never take it); the
+//!   others wait parked, outside the fetch index, until a running job of
+//!   their key ends (unparked in the same statement) or their rate window
+//!   has room (`promote_due`). Unique keys are claimed in the push's
+//!   transaction, the caller's own for [`push_raw_in`].
 //! - The schema is versioned and migrated by an explicit call ([`migrate`],
 //!   or `stint migrate --store postgres://…`); [`PgStore::connect`] refuses
 //!   a database that is not migrated, or migrated by a newer stint.
@@ -31,12 +37,12 @@
 //      complete     stint ends, a batch per statement
 //      maintenance  promote_due, recover_orphans
 //      admin        stats, listings, job detail, queues, metrics
-//   2  family       split parents and their children, waking a parent
-//      limits       admitting jobs with a limit, parking and unparking them
-//      unique       unique keys at push
-//      processes    processes, their commands, controls
 //      leases       fetch, reclaim, checkpoint
 //      schema       migrations
+//   2  family       split parents and their children, waking a parent
+//      limits       jobs with a limit: admitted, parked, unparked; keys
+//      unique       unique keys claimed at push
+//      processes    processes, their commands, controls
 //      listen       LISTEN/NOTIFY
 //   1  sql          query, execute, to_json, from_ms
 //   0  rows, conn   job rows; URLs, pool, errors
@@ -86,7 +92,19 @@ pub use tx::{push_in, push_in_with, push_raw_in, CtxExt, PgTx};
 /// a no-op when it is there already. Refuses a database migrated by a
 /// newer stint.
 pub async fn migrate(store: &PgStore) -> StoreResult<MigrationReport> {
-    schema::migrate(&mut store.client().await?, store.target()).await
+    schema::migrate(&mut store.client().await?, store.target(), SCHEMA_VERSION).await
+}
+
+/// As [`migrate`], stopping at schema `version` (at most
+/// [`SCHEMA_VERSION`]): a database as an older stint left it, for tests of
+/// upgrades. A store of this build runs only on [`SCHEMA_VERSION`].
+pub async fn migrate_to(store: &PgStore, version: i32) -> StoreResult<MigrationReport> {
+    schema::migrate(
+        &mut store.client().await?,
+        store.target(),
+        version.min(SCHEMA_VERSION),
+    )
+    .await
 }
 
 /// The PostgreSQL store. Cheap to clone; clones share one connection pool
