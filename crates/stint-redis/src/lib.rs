@@ -29,12 +29,28 @@
 //! | `stint:crons` | set | names of periodic schedules |
 //! | `stint:cron:NAME` | hash | a schedule: spec, next run, last tick, last run, enqueued and skipped counts |
 //! | `stint:cron-ticks:NAME` | zset | a schedule's last ticks (`tick:e\|s:jid`) by tick ms |
+//! | `stint:unique:UKEY` | string | the holder of a unique key: "jid NL created ms" (expires with the key's ttl) |
+//! | `stint:limit-keys` | set | limit keys whose jobs ran or were parked |
+//! | `stint:limit:KEY` | hash | a key's concurrency, rate and period, as its jobs last said |
+//! | `stint:limit-running:KEY` | hash | the key's running jobs: jid → process |
+//! | `stint:limit-starts:KEY` | zset | the key's stint starts (`jid#stint`) by ms, for its rate window |
+//! | `stint:limit-parked:KEY` | zset | jobs parked for the key's concurrency, by park sequence (queue order) |
+//! | `stint:limit-unparked:KEY` | set | jobs unparked and not fetched yet |
+//! | `stint:rate-parked:KEY`, `stint:rate-parked` | zset | jobs parked for the key's rate (all keys'), by until ms |
+//! | `stint:parked` | set | every parked job (out of its queue, state enqueued, `blocked` in its hash) |
 //!
 //! Retention: a succeeded job's record expires after `succeeded_ttl`
 //! (default one hour; URL option `?succeeded_ttl=SECONDS`, 0 = delete at
 //! once) and the index keeps at most `succeeded_max` (100,000); dead and
 //! cancelled records are kept as Sidekiq keeps its dead set (180 days,
 //! 10,000 jobs). Paused jobs are kept until resumed or cancelled.
+//!
+//! Flow control (`lua/flow.lua`): a push with unique keys is one script
+//! that reads each holder's state and applies `Unique::refuses`; a fetch
+//! applies `Limit::admit` to each job with a limit and parks those that
+//! may not start, out of their queue; every end of a running job of a key
+//! unparks the key's oldest parked job back to the head of its queue, in
+//! the same script; `promote_due` unparks rate-parked jobs when due.
 //!
 //! Every transition is one Lua script, fenced by the lease (jid, process,
 //! stint); lease expiry is judged by the Redis server's clock (`TIME`).

@@ -330,3 +330,111 @@ async fn a_ruby_push_reusing_a_running_jid_leaves_the_running_job_alone() {
         worker.log_text()
     );
 }
+
+/// A payload of another client with the jid of a job that waits in the
+/// same queue, and that is fetched first (pushed to the head: Sidekiq's
+/// own shutdown requeues with RPUSH), is kept as a dead job of its own:
+/// the job itself is leased by that same fetch, with its checkpoint, and
+/// runs on. (The fetch used to judge the job by the payload taken before
+/// it, "a payload earlier in this batch", though that payload was not
+/// leased: the job was moved to `dead` as a JidTaken payload and lost.)
+#[tokio::test]
+async fn a_payload_reusing_a_jid_fetched_before_its_job_leaves_the_job_to_run() {
+    let server = RedisServer::start().expect("redis-server");
+    let (store, mut conn) = store(&server).await;
+    let p = register(&store, Duration::from_secs(60)).await;
+    let jid = push_one(&store, job_in("default", 1)).await;
+    let first = fetch_one(&store, &p, "default").await;
+    // Handed back with its checkpoint: enqueued at the head of its queue.
+    complete_ok(
+        &store,
+        &first.lease,
+        Some(checkpoint(3, 3)),
+        Outcome::Requeue {
+            reason: "handed back".into(),
+        },
+    )
+    .await;
+    let foreign =
+        json!({"class": "X", "queue": "default", "args": ["dup"], "jid": jid.as_str()}).to_string();
+    let _: () = conn.rpush("queue:default", &foreign).await.unwrap();
+
+    let got = fetch(&store, &p, "default", 10).await;
+    assert_eq!(jids(&got), vec![jid.clone()], "the job itself is leased");
+    assert_eq!(
+        (
+            got[0].lease.stint,
+            got[0].job.kind.as_str(),
+            got[0].job.checkpoint.done
+        ),
+        (2, "Test", 3)
+    );
+    let dead = dead(&store).await;
+    assert_eq!(dead.len(), 1, "only the foreign payload is dead: {dead:?}");
+    let (kept, text, reason) = &dead[0];
+    assert_eq!(text, &foreign);
+    let want = format!(
+        "jid {jid} is already used by job {jid} (kind Test, state enqueued); this payload was kept under jid {kept}"
+    );
+    assert!(reason.starts_with(&want), "{reason}\nwant {want}");
+    complete_ok(
+        &store,
+        &got[0].lease,
+        Some(checkpoint(4, 4)),
+        Outcome::Succeeded { result: None },
+    )
+    .await;
+    assert_eq!(record(&store, &jid).await.state, JobState::Succeeded);
+}
+
+/// As the chaos test found it: a process dies holding a job's lease and,
+/// in its landing list (its blocking pop took it while it waited), a
+/// payload of another client with that job's jid. Recovery puts the job at
+/// the head of its queue and what landed ahead of it; the next fetch takes
+/// both, leases the job and keeps the payload as a dead job of its own.
+#[tokio::test]
+async fn a_reused_jid_landed_for_a_dead_process_does_not_take_its_job_recovered() {
+    let server = RedisServer::start().expect("redis-server");
+    let (store, mut conn) = store(&server).await;
+    let dying = register(&store, Duration::from_secs(60)).await;
+    let jid = push_one(&store, job_in("default", 1)).await;
+    let leased = fetch_one(&store, &dying, "default").await;
+    assert_eq!(leased.job.jid, jid);
+    let foreign =
+        json!({"class": "X", "queue": "default", "args": ["dup"], "jid": jid.as_str()}).to_string();
+    lpush(&mut conn, "default", &foreign).await;
+    // The dying process's blocking pop (landing.rs) takes it.
+    let landing = format!("stint:landing:{dying}:default");
+    let _: () = conn
+        .sadd(format!("stint:landings:{dying}"), "default")
+        .await
+        .unwrap();
+    let moved: Option<String> = redis::cmd("BLMOVE")
+        .arg("queue:default")
+        .arg(&landing)
+        .arg("RIGHT")
+        .arg("LEFT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(moved.as_deref(), Some(foreign.as_str()));
+
+    store.expire_process(&dying).await.expect("expire");
+    let recovered = store.recover_orphans(5).await.expect("recover");
+    assert_eq!(recovered.len(), 1);
+    let head: Vec<String> = conn.lrange("queue:default", 0, -1).await.unwrap();
+    assert_eq!(
+        head.last(),
+        Some(&foreign),
+        "the landed payload is at the head"
+    );
+
+    let p = register(&store, Duration::from_secs(60)).await;
+    let got = fetch(&store, &p, "default", 10).await;
+    assert_eq!(jids(&got), vec![jid.clone()], "the recovered job is leased");
+    assert_eq!(got[0].lease.stint, 2);
+    let dead = dead(&store).await;
+    assert_eq!(dead.len(), 1, "only the foreign payload is dead: {dead:?}");
+    assert_eq!(dead[0].1, foreign);
+}

@@ -74,8 +74,9 @@ local NOT_QUEUED = {running = true, waiting = true, paused = true, succeeded = t
 
 -- For fetched payloads (parallel arrays: jids, classes, queues, payloads), which
 -- jids already belong to another job stint knows: running (a lease of any
--- process, or a payload earlier in this batch), succeeded or in one of
--- stint's own places (waiting, paused, cancelled), or with a hash whose
+-- process, or a payload earlier in this batch that is not taken itself),
+-- succeeded or in one of stint's own places (waiting, paused, cancelled),
+-- or with a hash whose
 -- payload is another kind's (a
 -- job stint moved to `retry` or `dead` may come back re-encoded by Ruby:
 -- the same kind is taken for the same job). Returns {[k] = {jid, kind,
@@ -84,16 +85,8 @@ local NOT_QUEUED = {running = true, waiting = true, paused = true, succeeded = t
 -- one HMGET per process holding leases, and two EXISTS (one of which the
 -- fetch needs anyway).
 local function taken_jids(pj, pc, pq, pp)
-  local n, taken, seen = #pj, {}, {}
+  local n, taken = #pj, {}
   if n == 0 then return taken, {}, 0 end
-  for k = 1, n do
-    local first = seen[pj[k]]
-    if first then
-      taken[k] = {jid = pj[k], kind = pc[first], state = 'running'}
-    else
-      seen[pj[k]] = k
-    end
-  end
   for _, P in ipairs(redis.call('SMEMBERS', 'stint:holders')) do
     for s = 1, n, 1000 do
       local e = math.min(s + 999, n)
@@ -138,6 +131,22 @@ local function taken_jids(pj, pc, pq, pp)
             taken[k] = {jid = pj[k], kind = kind, state = state}
           end
         end
+      end
+    end
+  end
+  -- A jid twice in this batch: the first payload that is leased has it,
+  -- the later ones are taken. One that is taken itself claims nothing: a
+  -- payload reusing a job's jid may come first (pushed to the head, or
+  -- landed for a process before the job was put back at the head) and
+  -- must not make the job itself, right behind it, look taken.
+  local leased = {}
+  for k = 1, n do
+    if not taken[k] then
+      local first = leased[pj[k]]
+      if first then
+        taken[k] = {jid = pj[k], kind = pc[first], state = 'running'}
+      else
+        leased[pj[k]] = k
       end
     end
   end

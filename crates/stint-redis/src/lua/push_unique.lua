@@ -90,7 +90,12 @@ for i = 1, #ARGV, 8 do
     end
     if ukey ~= '' then
       batch[ukey] = jid
-      redis.call('SET', 'stint:unique:' .. ukey, jid .. '\n' .. created)
+      -- (With a ttl, the record goes when the key is free anyway.)
+      if ttl ~= '' and ttl ~= '0' and #ttl <= 15 then
+        redis.call('SET', 'stint:unique:' .. ukey, jid .. '\n' .. created, 'PX', ttl)
+      else
+        redis.call('SET', 'stint:unique:' .. ukey, jid .. '\n' .. created)
+      end
       redis.call('HSET', 'stint:job:' .. jid, 'state', state, 'payload', payload, 'queue', q)
     end
   end

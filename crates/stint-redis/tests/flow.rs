@@ -1,0 +1,154 @@
+//! Flow control in Redis's layout (the conformance suite's `flow`, `rate`
+//! and `unique` cases prove the behaviour): a parked job is out of
+//! Sidekiq's queue list and comes back at its head (its right end), and
+//! `promote_due`'s safety net unparks jobs when a key has room that no
+//! job's end announced (a limit raised, a running entry whose lease is
+//! gone).
+
+use std::sync::Arc;
+
+use redis::AsyncCommands;
+use stint_core::model::{Jid, JobOptions, Limit, NewJob};
+use stint_core::store::{Lease, Outcome, Store};
+use stint_core::testing::*;
+use stint_redis::RedisStore;
+use stint_testkit::redis::RedisServer;
+
+const Q: &str = "limited";
+
+async fn store(server: &RedisServer) -> (Arc<dyn Store>, redis::aio::MultiplexedConnection) {
+    let store: Arc<dyn Store> =
+        Arc::new(RedisStore::connect(&server.url()).await.expect("connect"));
+    let conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    (store, conn)
+}
+
+fn limited(limit: &Limit, n: u64) -> NewJob {
+    job_with(
+        JobOptions {
+            queue: Q.to_owned(),
+            limit: Some(limit.clone()),
+            ..JobOptions::default()
+        },
+        n,
+    )
+}
+
+/// Three jobs of key `k` (concurrency 1) pushed and fetched: the first
+/// runs, the two others are parked. Returns the process, the lease and
+/// the jids.
+async fn one_running_two_parked(store: &Arc<dyn Store>) -> (String, Lease, Vec<Jid>) {
+    let k = Limit::key("k").concurrency(1);
+    let p = register_for(store, &[Q], LONG_TTL).await;
+    let pushed = push_each(store, (1..=3).map(|n| limited(&k, n)).collect()).await;
+    let mut got = fetch(store, &p, Q, 10).await;
+    assert_eq!(
+        jids(&got),
+        vec![pushed[0].clone()],
+        "concurrency 1: one leased"
+    );
+    for jid in &pushed[1..] {
+        assert!(record(store, jid).await.blocked.is_some(), "{jid} parked");
+    }
+    (p, got.pop().unwrap().lease, pushed)
+}
+
+async fn queue_len(conn: &mut redis::aio::MultiplexedConnection) -> usize {
+    conn.llen(format!("queue:{Q}")).await.unwrap()
+}
+
+#[tokio::test]
+async fn parked_jobs_leave_the_queue_list_and_come_back_at_its_head() {
+    let server = RedisServer::start().expect("private redis-server");
+    let (store, mut conn) = store(&server).await;
+    let (_p, lease, pushed) = one_running_two_parked(&store).await;
+    assert_eq!(
+        queue_len(&mut conn).await,
+        0,
+        "parked jobs are not in Sidekiq's queue list (no worker takes them)"
+    );
+    let parked: Vec<String> = conn.zrange("stint:limit-parked:k", 0, -1).await.unwrap();
+    assert_eq!(
+        parked,
+        vec![pushed[1].to_string(), pushed[2].to_string()],
+        "parked for k's concurrency, in queue order"
+    );
+    let later = push_each(&store, vec![job_in(Q, 9)]).await;
+    complete_ok(&store, &lease, None, Outcome::Succeeded { result: None }).await;
+    assert_eq!(
+        queue_len(&mut conn).await,
+        2,
+        "the later job and the unparked one"
+    );
+    let head: String = conn.lindex(format!("queue:{Q}"), -1).await.unwrap();
+    assert!(
+        head.contains(pushed[1].as_str()),
+        "the unparked job is at the head (right end) of queue:{Q}: {head}"
+    );
+    let tail: String = conn.lindex(format!("queue:{Q}"), 0).await.unwrap();
+    assert!(tail.contains(later[0].as_str()), "the later job behind it");
+}
+
+#[tokio::test]
+async fn promote_due_unparks_when_the_limit_is_raised() {
+    let server = RedisServer::start().expect("private redis-server");
+    let (store, _conn) = store(&server).await;
+    let (p, _lease, pushed) = one_running_two_parked(&store).await;
+    // A job of k saying concurrency 3 runs: k's limit is 3 from now on.
+    let raised = push_each(&store, vec![limited(&Limit::key("k").concurrency(3), 4)]).await;
+    assert_eq!(jids(&fetch(&store, &p, Q, 10).await), raised);
+    let k = store.limits().await.expect("limits");
+    assert_eq!(
+        k.iter()
+            .map(|k| (k.concurrency, k.running))
+            .collect::<Vec<_>>(),
+        vec![(Some(3), 2)],
+        "k's concurrency as its jobs last said"
+    );
+    store.promote_due().await.expect("promote_due");
+    assert_eq!(
+        record(&store, &pushed[1]).await.blocked,
+        None,
+        "two running of three allowed: the oldest parked job is unparked"
+    );
+    assert!(
+        record(&store, &pushed[2]).await.blocked.is_some(),
+        "one slot: the newer parked job stays parked"
+    );
+    store.promote_due().await.expect("promote_due");
+    assert!(
+        record(&store, &pushed[2]).await.blocked.is_some(),
+        "the unparked job not fetched yet counts: still no room"
+    );
+}
+
+#[tokio::test]
+async fn promote_due_drops_a_running_entry_whose_lease_is_gone() {
+    let server = RedisServer::start().expect("private redis-server");
+    let (store, mut conn) = store(&server).await;
+    let (p, _lease, pushed) = one_running_two_parked(&store).await;
+    // The lease ends without a stint end that frees k's slot (as a lease
+    // written off by hand would).
+    let _: () = conn
+        .hdel(format!("stint:leases:{p}"), pushed[0].as_str())
+        .await
+        .unwrap();
+    store.promote_due().await.expect("promote_due");
+    let k = store.limits().await.expect("limits");
+    assert_eq!(
+        k.iter()
+            .map(|k| (k.key.as_str(), k.running, k.waiting_limit))
+            .collect::<Vec<_>>(),
+        vec![("k", 0, 1)],
+        "the lost running entry is dropped and one parked job unparked"
+    );
+    assert_eq!(record(&store, &pushed[1]).await.blocked, None);
+    assert_eq!(
+        jids(&fetch(&store, &p, Q, 10).await),
+        vec![pushed[1].clone()]
+    );
+}
