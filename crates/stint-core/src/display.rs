@@ -1,10 +1,10 @@
 //! Text for people, shared by the CLI and the dashboard: durations
-//! ("1h 02m"), ages ("12s ago"), UTC times and rates, so both say a thing
-//! the same way.
+//! ("1h 02m"), ages ("12s ago"), UTC times, rates and flow control (why a
+//! job waits, its unique key and limit), so both say a thing the same way.
 
 use std::time::Duration;
 
-use crate::model::now_ms;
+use crate::model::{now_ms, Blocked, KeyInfo, Limit, RateLimit, Unique, WaitReason};
 
 /// A duration for a person: "850ms", "12.5s", "3m 05s", "1h 02m", "2d 03h".
 pub fn duration(d: Duration) -> String {
@@ -148,6 +148,76 @@ pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A period as one unit when it is a whole number of it: "1s", "5m",
+/// "250ms".
+pub fn period(ms: u64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// A rate limit as starts per period: "10/1s".
+pub fn rate_limit(r: &RateLimit) -> String {
+    format!("{}/{}", r.limit, period(r.period_ms))
+}
+
+/// A unique key with its scope: "import:a.csv, held until_done (released
+/// 1h after the push)".
+pub fn unique(u: &Unique) -> String {
+    let mut s = format!("{}, held {}", u.key, u.scope);
+    if let Some(ttl) = u.ttl_ms {
+        s.push_str(&format!(" (released {} after the push)", period(ttl)));
+    }
+    s
+}
+
+/// A limit: "tenant:42: at most 2 running, at most 10/1s starts".
+pub fn limit(l: &Limit) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = l.concurrency {
+        parts.push(format!("at most {n} running"));
+    }
+    if let Some(r) = &l.rate {
+        parts.push(format!("at most {} starts", rate_limit(r)));
+    }
+    if parts.is_empty() {
+        parts.push("no limits".into());
+    }
+    format!("{}: {}", l.key, parts.join(", "))
+}
+
+/// Why a parked job waits: "concurrency limit of tenant:42 (2 running of
+/// 2)", "rate limit of api: until 12:03:20 UTC (in 3.0s)". `key` is the
+/// key's counts (`Store::limits`) when known.
+pub fn waiting(b: &Blocked, key: Option<&KeyInfo>) -> String {
+    match b.reason {
+        WaitReason::Limit => {
+            let counts = match (key, key.and_then(|k| k.concurrency)) {
+                (Some(k), Some(n)) => format!(" ({} running of {n})", k.running),
+                (Some(k), None) => format!(" ({} running)", k.running),
+                (None, _) => String::new(),
+            };
+            format!("concurrency limit of {}{counts}", b.key)
+        }
+        WaitReason::Rate => match b.until_ms {
+            Some(t) => {
+                let at = utc(t);
+                let time = at.get(11..19).unwrap_or(&at);
+                format!("rate limit of {}: until {time} UTC ({})", b.key, age(t))
+            }
+            None => format!("rate limit of {}", b.key),
+        },
+    }
+}
+
 #[cfg(test)]
 mod redaction_tests {
     use super::*;
@@ -183,5 +253,56 @@ mod redaction_tests {
         assert_eq!(clean("Import"), "Import");
         assert_eq!(clean("a\u{1b}[31mred\nb"), "a\\u{1b}[31mred\\nb");
         assert_eq!(clean("tab\there é"), "tab\\there é");
+    }
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+
+    #[test]
+    fn flow_control_reads_plainly() {
+        assert_eq!(period(1_000), "1s");
+        assert_eq!(period(90_000), "90s");
+        assert_eq!(period(3_600_000), "1h");
+        assert_eq!(period(1_500), "1500ms");
+        let l = Limit::key("tenant:42")
+            .concurrency(2)
+            .rate(10, Duration::from_secs(1));
+        assert_eq!(
+            limit(&l),
+            "tenant:42: at most 2 running, at most 10/1s starts"
+        );
+        let u = Unique::new("import:a").ttl(Duration::from_secs(3600));
+        assert_eq!(
+            unique(&u),
+            "import:a, held until_done (released 1h after the push)"
+        );
+        let b = Blocked {
+            reason: WaitReason::Limit,
+            key: "tenant:42".into(),
+            until_ms: None,
+        };
+        let k = KeyInfo {
+            key: "tenant:42".into(),
+            concurrency: Some(2),
+            running: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            waiting(&b, Some(&k)),
+            "concurrency limit of tenant:42 (2 running of 2)"
+        );
+        assert_eq!(waiting(&b, None), "concurrency limit of tenant:42");
+        let r = Blocked {
+            reason: WaitReason::Rate,
+            key: "api".into(),
+            until_ms: Some(1_714_565_000_123),
+        };
+        let said = waiting(&r, None);
+        assert!(
+            said.starts_with("rate limit of api: until 12:03:20 UTC ("),
+            "{said}"
+        );
     }
 }

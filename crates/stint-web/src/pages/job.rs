@@ -9,13 +9,13 @@ use maud::{html, Markup};
 use stint_core::model::JobOptions;
 use stint_core::StoreError;
 
-use super::limits;
 use super::lists::{actions, job_cell};
 use super::{json_block, layout, opt, progress, seg, sig, state_badge, Ctx, Live, NoticeQuery};
 use crate::api::{parse_jid, ApiError};
 use crate::fmt;
 use crate::guard::{AppState, Base};
 use crate::views::{self, DetailView};
+use stint_core::display;
 
 pub async fn page(
     State(st): State<AppState>,
@@ -93,7 +93,7 @@ fn content(ctx: &Ctx, d: &DetailView, back: &str) -> Markup {
                 @if let Some(b) = &j.blocked {
                     div.wide.blocked {
                         span.label { "Waiting for" }
-                        span { (limits::waiting(b, d.limit_counts.as_ref())) }
+                        span { (display::waiting(b, d.limit_counts.as_ref())) }
                     }
                 }
                 div { span.label { "Job" } span.mono { (j.jid.as_str()) } }
@@ -139,10 +139,10 @@ fn content(ctx: &Ctx, d: &DetailView, back: &str) -> Markup {
                 } }
                 dt { "options" } dd { (options(&j.options)) }
                 @if let Some(u) = &j.options.unique {
-                    dt { "unique" } dd.mono { (limits::unique(u)) }
+                    dt { "unique" } dd.mono { (display::unique(u)) }
                 }
                 @if let Some(l) = &j.options.limit {
-                    dt { "limit" } dd.mono { (limits::limit(l)) }
+                    dt { "limit" } dd.mono { (display::limit(l)) }
                 }
             }
         }

@@ -291,7 +291,7 @@ fn row(ctx: &Ctx, kind: Kind, j: &JobView, back: &str) -> Markup {
                     td {
                         (state_badge(job.state)) " "
                         @if let Some(b) = &job.blocked {
-                            span.blocked title=(super::limits::waiting(b, None)) { (super::limits::marker(b)) } " "
+                            span.blocked title=(stint_core::display::waiting(b, None)) { (super::limits::marker(b)) } " "
                         }
                         span.pending data-bind="control" data-fmt="pending" { (pending(job.control)) }
                     }
