@@ -52,6 +52,14 @@ fn first_overlap(spans: &[Span], slack_ms: i64) -> Option<(Span, Span)> {
     None
 }
 
+/// The smallest time from one stint's end to the next stint's start (in
+/// start order), for the log.
+fn smallest_gap(spans: &[Span]) -> Option<i64> {
+    let mut sorted = spans.to_vec();
+    sorted.sort_by_key(|s| s.start);
+    sorted.windows(2).map(|w| w[1].start - w[0].end).min()
+}
+
 /// How far two stints' times may disagree in the store's own history:
 /// PostgreSQL stamps a stint's start and end with `now()`, the start of the
 /// transaction that records it, so a fetch whose transaction began before
@@ -294,6 +302,10 @@ async fn four_tenants_limited_to_one_never_overlap_through_sigkills(ts: TestStor
     );
     for (tenant, s) in &spans {
         assert!(s.len() >= PER_TENANT as usize);
+        println!(
+            "tenant {tenant}: smallest gap between stints {:?} ms",
+            smallest_gap(s)
+        );
         if let Some((a, b)) = first_overlap(s, clock_slack_ms(ts.backend)) {
             panic!("tenant {tenant}: two stints overlap: {a:?} and {b:?}; all: {s:?}");
         }

@@ -1,0 +1,210 @@
+//! `cargo bench -p stint-benches --bench flow`: what a per-key concurrency
+//! limit costs. On each store (a SQLite file, a private PostgreSQL server, a
+//! private redis-server) it pushes N no-op jobs and runs them with one
+//! worker of concurrency 10, twice: without a limit, and spread over 100
+//! keys (job `i` counts towards key `i % 100`, so the keys interleave in
+//! the queue) with at most 2 running per key. It prints jobs per second
+//! from the worker's start to the last success for both, and their ratio
+//! (the aim: the limited run at least half as fast).
+//!
+//! Without `--bench` (as `cargo test --benches` runs it) N is 2,000; with
+//! it 100,000. `FLOW_JOBS=N` sets N; `FLOW_STORES=sqlite,postgres,redis`
+//! picks the stores; `RUST_LOG` shows the worker's log. A run that makes no progress for 30 s stops and says
+//! how far it got (a job parked and never woken would show there).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stint::model::Limit;
+use stint::{Client, JobState, NewJob, Push, Store, Worker};
+use stint_benches::Noop;
+use stint_testkit::{postgres::PgServer, redis::RedisServer};
+
+/// Keys the limited jobs spread over.
+const KEYS: usize = 100;
+/// Running jobs per key at most.
+const PER_KEY: u32 = 2;
+/// The worker's slots.
+const CONCURRENCY: usize = 10;
+/// A run with no new success for this long is reported as stalled.
+const STALL: Duration = Duration::from_secs(30);
+
+/// One timed run: how many jobs succeeded and how long it took.
+struct Run {
+    done: u64,
+    took: Duration,
+    stalled: bool,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.done as f64 / self.took.as_secs_f64()
+    }
+}
+
+/// Pushes `n` no-op jobs (with a limit per key when `limited`) in batches
+/// of 1,000, in queue order.
+async fn push(store: &Arc<dyn Store>, n: usize, limited: bool) {
+    let pushes: Vec<Push> = (0..KEYS)
+        .map(|k| Push::new().limit(Limit::key(format!("key:{k}")).concurrency(PER_KEY)))
+        .collect();
+    let mut batch: Vec<NewJob> = Vec::with_capacity(1_000);
+    for i in 0..n {
+        let push = if limited {
+            pushes[i % KEYS].clone()
+        } else {
+            Push::new()
+        };
+        batch.push(Client::prepare(&Noop {}, &push).expect("prepare"));
+        if batch.len() == 1_000 || i + 1 == n {
+            store.push(std::mem::take(&mut batch)).await.expect("push");
+        }
+    }
+}
+
+/// Runs the pushed jobs with one worker until `n` have succeeded (or none
+/// more does for `STALL`).
+async fn drain(store: Arc<dyn Store>, n: u64) -> Run {
+    let worker = Worker::builder(store.clone())
+        .register::<Noop>()
+        .concurrency(CONCURRENCY)
+        .handle_signals(false)
+        .build();
+    let handle = worker.handle();
+    let start = Instant::now();
+    let run = tokio::spawn(worker.run());
+    let mut last = (0, Instant::now());
+    let result = loop {
+        // Counting is a scan: not so often that it slows the worker.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let done = store
+            .stats()
+            .await
+            .expect("stats")
+            .count(JobState::Succeeded);
+        if done >= n {
+            break Run {
+                done,
+                took: start.elapsed(),
+                stalled: false,
+            };
+        }
+        if done > last.0 {
+            last = (done, Instant::now());
+        } else if last.1.elapsed() > STALL {
+            break Run {
+                done,
+                took: last.1 - start + Duration::from_millis(1),
+                stalled: true,
+            };
+        }
+    };
+    handle.shutdown();
+    run.await.expect("join").expect("worker");
+    result
+}
+
+/// Both runs on fresh stores from `open`; prints one line.
+async fn measure<F, Fut>(name: &str, n: usize, mut open: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Store>>,
+{
+    let mut runs = Vec::new();
+    for limited in [false, true] {
+        let store = open().await;
+        let pushed = Instant::now();
+        push(&store, n, limited).await;
+        let push_took = pushed.elapsed();
+        let run = drain(store.clone(), n as u64).await;
+        if run.stalled {
+            let keys = store.limits().await.unwrap_or_default();
+            let parked: u64 = keys.iter().map(|k| k.waiting_limit + k.waiting_rate).sum();
+            let running: u64 = keys.iter().map(|k| k.running).sum();
+            let stats = store.stats().await.expect("stats");
+            let states: Vec<String> = JobState::ALL
+                .into_iter()
+                .filter(|st| stats.count(*st) > 0)
+                .map(|st| format!("{st} {}", stats.count(st)))
+                .collect();
+            println!(
+                "{name:>8}: {} run STALLED at {} of {n} succeeded ({}; {} keys listed: {running} running, {parked} parked)",
+                if limited { "limited" } else { "unlimited" },
+                run.done,
+                states.join(", "),
+                keys.len()
+            );
+        }
+        println!(
+            "{name:>8}: {:<34} {:>9.0} jobs/s  ({} jobs in {:.1} s; push {:.1} s)",
+            if limited {
+                format!("{KEYS} keys, concurrency {PER_KEY} per key:")
+            } else {
+                "no limit:".to_owned()
+            },
+            run.rate(),
+            run.done,
+            run.took.as_secs_f64(),
+            push_took.as_secs_f64()
+        );
+        runs.push(run);
+    }
+    let ratio = runs[1].rate() / runs[0].rate();
+    println!(
+        "{name:>8}: limited / unlimited = {ratio:.2} ({})",
+        if ratio >= 0.5 {
+            "at least half: meets the aim"
+        } else {
+            "BELOW half: misses the aim"
+        }
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::var("FLOW_JOBS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if quick { 2_000 } else { 100_000 });
+    let stores = std::env::var("FLOW_STORES").unwrap_or_else(|_| "sqlite,postgres,redis".into());
+    let wanted = |s: &str| stores.split(',').any(|x| x.trim() == s);
+    println!(
+        "no-op jobs, one worker of concurrency {CONCURRENCY}: {n} without a limit, then {n} over {KEYS} keys with at most {PER_KEY} running per key"
+    );
+
+    if wanted("sqlite") {
+        measure("sqlite", n, || async {
+            Arc::new(stint::sqlite::SqliteStore::open_temp().expect("SQLite file"))
+                as Arc<dyn Store>
+        })
+        .await;
+    }
+    if wanted("postgres") {
+        let pg = tokio::task::block_in_place(|| PgServer::start().expect("PostgreSQL"));
+        let pg = &pg;
+        measure("postgres", n, move || async move {
+            let url = tokio::task::block_in_place(|| pg.fresh_database().expect("database"));
+            let store = stint::postgres::PgStore::open(&url).expect("open");
+            stint::postgres::migrate(&store).await.expect("migrate");
+            Arc::new(store) as Arc<dyn Store>
+        })
+        .await;
+    }
+    if wanted("redis") {
+        let redis = tokio::task::block_in_place(|| RedisServer::start().expect("redis-server"));
+        let mut db = 0;
+        measure("redis", n, || {
+            db += 1;
+            let url = redis.url_db(db);
+            async move { stint::connect(&url).await.expect("connect") }
+        })
+        .await;
+    }
+}
