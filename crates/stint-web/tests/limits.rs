@@ -39,7 +39,9 @@ fn job(limit: Limit) -> NewJob {
 }
 
 /// A key that needs escaping in a Prometheus label and in HTML.
-const KEY: &str = "tenant:\"4\\2\"";
+const KEY: &str = "tenant:\"<4>\\2\"";
+/// The key as a page shows it (HTML-escaped).
+const SHOWN: &str = "tenant:&quot;&lt;4&gt;\\2&quot;";
 
 #[tokio::test]
 async fn limits_show_on_their_page_in_the_api_and_in_metrics() {
@@ -91,9 +93,9 @@ async fn limits_show_on_their_page_in_the_api_and_in_metrics() {
         "# TYPE stint_limit_running gauge",
         "# TYPE stint_limit_waiting gauge",
         r#"stint_limit_running{key="api"} 1"#,
-        r#"stint_limit_running{key="tenant:\"4\\2\""} 1"#,
-        r#"stint_limit_waiting{key="tenant:\"4\\2\"",reason="limit"} 1"#,
-        r#"stint_limit_waiting{key="tenant:\"4\\2\"",reason="rate"} 0"#,
+        r#"stint_limit_running{key="tenant:\"<4>\\2\""} 1"#,
+        r#"stint_limit_waiting{key="tenant:\"<4>\\2\"",reason="limit"} 1"#,
+        r#"stint_limit_waiting{key="tenant:\"<4>\\2\"",reason="rate"} 0"#,
         r#"stint_limit_waiting{key="api",reason="limit"} 0"#,
         r#"stint_limit_waiting{key="api",reason="rate"} 1"#,
     ] {
@@ -105,7 +107,8 @@ async fn limits_show_on_their_page_in_the_api_and_in_metrics() {
 
     let (status, page) = get(&app, "/limits").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("tenant:&quot;4\\2&quot;"), "escaped: {page}");
+    assert!(page.contains(SHOWN), "escaped: {page}");
+    assert!(!page.contains("<4>"), "escaped: {page}");
     assert!(page.contains("1/1m"), "the rate: {page}");
 
     // The parked jobs say why they wait: in the API, on their page and in
@@ -117,13 +120,14 @@ async fn limits_show_on_their_page_in_the_api_and_in_metrics() {
     assert_eq!(d["limit_counts"]["running"], 1);
     let (_, page) = get(&app, &format!("/jobs/{}", jids[1])).await;
     assert!(
-        page.contains("concurrency limit of tenant:&quot;4\\2&quot; (1 running of 1)"),
+        page.contains(&format!("concurrency limit of {SHOWN} (1 running of 1)")),
         "{page}"
     );
     let (_, page) = get(&app, &format!("/jobs/{}", jids[3])).await;
     assert!(page.contains("rate limit of api: until "), "{page}");
     let (_, list) = get(&app, "/jobs?state=enqueued").await;
-    assert!(list.contains("limit tenant:&quot;4\\2&quot;"), "{list}");
+    assert!(list.contains(&format!("limit {SHOWN}")), "{list}");
+    assert!(!list.contains("<4>"), "escaped: {list}");
     assert!(list.contains("rate api"), "{list}");
     let (_, running) = get(&app, &format!("/jobs/{}", jids[0])).await;
     assert!(
