@@ -3,7 +3,9 @@
 //! with 8 slots. Each report is pushed twice, as a retried request would:
 //! the second push finds the first holding its unique key and stores
 //! nothing (`Push::unique`). The first report of each tenant finds its data
-//! missing and snoozes once (`ctx.snooze`).
+//! missing and snoozes once (`ctx.snooze`). Each tenant also gets a mail,
+//! pushed with a rate limit shared by all tenants (`Push::limit`: at most 2
+//! mails a second).
 //!
 //! ```sh
 //! cargo run -p stint --example tenants -- --store sqlite://tenants.db
@@ -11,7 +13,8 @@
 //! ```
 //!
 //! It prints each report's start and end, and at the end how many ran at
-//! once: at most one per tenant, several tenants side by side. While it
+//! once — at most one per tenant, several tenants side by side — and the
+//! most mails started within a second, by the store's clock. While it
 //! runs, `stint limits --store …` lists the keys and `stint jobs --state
 //! enqueued --store …` shows the waiting reports as `enqueued (limit
 //! tenant:N)`.
@@ -21,7 +24,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use stint::{Client, Ctx, Job, JobError, Limit, Push, Pushed, StoreError, Unique, Worker};
+use stint::{
+    Client, Ctx, Job, JobError, JobFilter, JobState, Limit, Push, Pushed, Store, StoreError,
+    Unique, Worker,
+};
 
 /// One month's report of one tenant.
 #[derive(Serialize, Deserialize)]
@@ -50,6 +56,66 @@ impl Job for Report {
         tokio::time::sleep(Duration::from_millis(200)).await; // build the report …
         Ok(())
     }
+}
+
+/// A tenant's reports, mailed.
+#[derive(Serialize, Deserialize)]
+struct Mail {
+    tenant: u32,
+}
+
+impl Job for Mail {
+    const KIND: &'static str = "Mail";
+
+    async fn perform(&self, _ctx: &mut Ctx) -> Result<(), JobError> {
+        println!("mail tenant:{}", self.tenant);
+        SEEN.lock()
+            .unwrap()
+            .get_or_insert_with(Seen::default)
+            .mailed += 1;
+        Ok(())
+    }
+}
+
+/// One mail per tenant, at most 2 a second in all: the mail service's rate.
+async fn push_mails(client: &Client, tenants: u32) -> Result<(), StoreError> {
+    for tenant in 1..=tenants {
+        let mailer = Limit::key("mailer").rate(2, Duration::from_secs(1));
+        client
+            .push_with(&Mail { tenant }, Push::new().limit(mailer))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The most stints of `kind` the store started within any `window_ms`.
+async fn most_starts_within(
+    store: &dyn Store,
+    kind: &str,
+    window_ms: i64,
+) -> Result<usize, StoreError> {
+    let filter = JobFilter {
+        kind: Some(kind.into()),
+        state: Some(JobState::Succeeded),
+        limit: 1_000,
+        ..Default::default()
+    };
+    let mut starts = Vec::new();
+    for job in store.jobs(&filter).await? {
+        if let Some(detail) = store.job(&job.jid).await? {
+            starts.extend(detail.history.iter().map(|s| s.started_at_ms));
+        }
+    }
+    starts.sort_unstable();
+    let most = (0..starts.len())
+        .map(|i| {
+            starts[i..]
+                .iter()
+                .take_while(|t| **t - starts[i] < window_ms)
+                .count()
+        })
+        .max();
+    Ok(most.unwrap_or(0))
 }
 
 /// Pushes every report twice: the second push of a report finds the first
@@ -82,6 +148,8 @@ struct Seen {
     max_tenants: usize,
     /// Reports that ended.
     ended: u32,
+    /// Mails sent.
+    mailed: u32,
 }
 
 static SEEN: Mutex<Option<Seen>> = Mutex::new(None);
@@ -116,8 +184,12 @@ impl Drop for Running {
     }
 }
 
-fn ended() -> u32 {
-    SEEN.lock().unwrap().as_ref().map_or(0, |s| s.ended)
+/// Reports and mails done.
+fn done() -> u32 {
+    SEEN.lock()
+        .unwrap()
+        .as_ref()
+        .map_or(0, |s| s.ended + s.mailed)
 }
 
 #[tokio::main]
@@ -136,28 +208,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = stint::connect(&url).await?;
     let client = Client::new(store.clone());
     push_reports(&client, tenants, months).await?;
+    push_mails(&client, tenants).await?;
     let reports = tenants * months;
 
     let worker = Worker::builder(store.clone())
         .register::<Report>()
+        .register::<Mail>()
         .concurrency(8)
         .build();
     let deadline = Instant::now() + Duration::from_secs(60);
     worker
         .run_until(async move {
-            while ended() < reports && Instant::now() < deadline {
+            while done() < reports + tenants && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
         .await?;
 
     let seen = SEEN.lock().unwrap().take().unwrap_or_default();
-    if seen.ended < reports {
-        return Err(format!("only {} of {reports} reports ended within 60 s", seen.ended).into());
+    if seen.ended < reports || seen.mailed < tenants {
+        return Err(format!(
+            "within 60 s only {} of {reports} reports ended and {} of {tenants} mails went",
+            seen.ended, seen.mailed
+        )
+        .into());
     }
     println!(
         "{} reports done; at most {} running per tenant at once; up to {} tenants at once",
         seen.ended, seen.max_per_tenant, seen.max_tenants
+    );
+    let most = most_starts_within(store.as_ref(), Mail::KIND, 1_000).await?;
+    println!(
+        "{} mails sent; at most {most} started within a second",
+        seen.mailed
     );
     Ok(())
 }

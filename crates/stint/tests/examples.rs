@@ -113,6 +113,13 @@ fn tenants_run_at_most_one_report_per_tenant() {
         stdout.contains("12 reports done; at most 1 running per tenant at once"),
         "{stdout}"
     );
+    // The mails share a rate of 2 a second: counted from the stint starts
+    // the store recorded.
+    assert_eq!(count("mail tenant:"), 4, "{stdout}");
+    assert!(
+        stdout.contains("4 mails sent; at most 2 started within a second"),
+        "{stdout}"
+    );
 }
 
 #[test]
