@@ -106,6 +106,19 @@ pub async fn status(t: &Target, json: bool) -> anyhow::Result<()> {
     } else {
         print!("\n{}", queues.render());
     }
+    // Enqueued jobs a limit holds back are counted above; say so, or an
+    // idle worker next to a long queue looks like a fault.
+    let keys = t.store.limits().await.map_err(|e| t.explain(e))?;
+    let (slot, rate) = keys.iter().fold((0, 0), |(s, r), k| {
+        (s + k.waiting_limit, r + k.waiting_rate)
+    });
+    if slot + rate > 0 {
+        println!(
+            "\nparked: {slot} enqueued jobs wait for a slot and {rate} for the rate of \
+             their limit keys ({} keys; `stint limits` lists them)",
+            keys.len()
+        );
+    }
 
     let mut procs = Table::new(&[
         "PROCESS",

@@ -136,6 +136,14 @@ fn limits_lists_each_key_with_its_running_and_parked_jobs() {
         "{text}"
     );
 
+    let status = ok(&p.url, &["status"]);
+    assert!(
+        status.contains(
+            "parked: 1 enqueued jobs wait for a slot and 1 for the rate of their limit keys (2 keys;"
+        ),
+        "{status}"
+    );
+
     // No limited job left running or waiting: no keys.
     let empty = tempfile::tempdir().unwrap();
     let path = empty.path().join("empty.db");
@@ -143,6 +151,7 @@ fn limits_lists_each_key_with_its_running_and_parked_jobs() {
     let url = format!("sqlite://{}", path.display());
     assert!(ok(&url, &["limits"]).contains("no limited jobs running or waiting"));
     assert_eq!(json(&url, &["limits", "--json"]), serde_json::json!([]));
+    assert!(!ok(&url, &["status"]).contains("parked"));
 }
 
 #[test]
