@@ -9,7 +9,10 @@
 //! job stays `enqueued` with `blocked` set ('limit' or 'rate', and for the
 //! rate `blocked_until`); fetch reads only unparked rows (the partial index
 //! `stint_jobs_ready`), so a parked job costs a fetch nothing until it is
-//! unparked. Jobs without a limit or a unique key never reach this module.
+//! unparked. A job without a limit or a unique key costs no statement here:
+//! a push checks keys only when a job has one, a fetch leases the jobs
+//! ahead of the first limited one in one statement, and an end frees a
+//! slot only when the job had a key.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use stint_core::model::{Admit, Blocked, Jid, JobOptions, JobState, KeyInfo, Limit, WaitReason};

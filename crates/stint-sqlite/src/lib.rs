@@ -9,11 +9,11 @@
 // Modules by role, each importing only those below it:
 //   transitions (push, stint ends, split) → commands (operator commands) → queue
 //   maintenance (due jobs, recovery) → queue, metrics
-//   transitions, leases, maintenance, commands → flow (unique keys, limits,
-//     parked jobs)
 //   admin (reads, queue commands) → processes, rows
 //   periodic (ticks, schedules) → transitions
 //   tx (a job's own transaction) → leases (fetch, checkpoint) → rows
+//   transitions, commands, leases, maintenance, rows → flow (unique keys,
+//     limits at fetch, parked jobs and their unparking)
 //   every module → db (errors, cached statements, JSON columns)
 mod admin;
 mod commands;

@@ -65,7 +65,9 @@ pub fn push(tx: &Connection, jobs: &[NewJob]) -> StoreResult<Vec<Pushed>> {
 }
 
 /// Inserts jobs at the tail of their queues (or scheduled), as children of
-/// `parent` (jid, split step) when given.
+/// `parent` (jid, split step) when given. Unique keys are not looked at
+/// here: `push` decides them; the children of a split are part of their
+/// parent's run and are all stored.
 fn insert_jobs<'a>(
     tx: &Connection,
     jobs: impl ExactSizeIterator<Item = &'a NewJob>,
