@@ -28,8 +28,8 @@ async fn jobs_of_a_fetch_whose_reply_was_lost_are_handed_out_again() {
 
     // A fetch committed; its reply never reached the worker.
     let queues = vec!["default".to_owned()];
-    let client = store.client().await.unwrap();
-    let lost = leases::fetch(&client, &p.id, &queues, 2, "lost-token")
+    let mut client = store.client().await.unwrap();
+    let lost = leases::fetch(&mut client, &p.id, &queues, 2, "lost-token")
         .await
         .unwrap();
     drop(client);

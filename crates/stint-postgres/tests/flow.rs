@@ -84,12 +84,12 @@ async fn fetches_through_separate_pools_never_exceed_a_keys_concurrency() {
             let deadline = Instant::now() + Duration::from_secs(60);
             let mut ran = Vec::new();
             while done.load(Ordering::SeqCst) < LIMITED + PLAIN {
-                assert!(Instant::now() < deadline, "the jobs did not all run in 60 s");
+                assert!(
+                    Instant::now() < deadline,
+                    "the jobs did not all run in 60 s"
+                );
                 let got = store.fetch(&p, &["flow".into()], 2).await.expect("fetch");
-                let mine = got
-                    .iter()
-                    .filter(|l| l.job.options.limit.is_some())
-                    .count() as i64;
+                let mine = got.iter().filter(|l| l.job.options.limit.is_some()).count() as i64;
                 let now = held.fetch_add(mine, Ordering::SeqCst) + mine;
                 most.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(15)).await;
@@ -209,7 +209,9 @@ async fn a_unique_key_pushed_in_a_callers_transaction_is_held_until_it_ends() {
 async fn a_schema_3_database_with_jobs_upgrades_and_applies_their_limits() {
     let url = common::fresh_url();
     let store = PgStore::open(&url).unwrap();
-    let old = stint_postgres::migrate_to(&store, 3).await.expect("migrate to 3");
+    let old = stint_postgres::migrate_to(&store, 3)
+        .await
+        .expect("migrate to 3");
     assert_eq!((old.from, old.to, old.applied.len()), (0, 3, 3));
 
     // Jobs as a schema-3 store holds them (two with a limit in their
@@ -245,7 +247,10 @@ async fn a_schema_3_database_with_jobs_upgrades_and_applies_their_limits() {
             m.contains("version 3, older than this build") && m.contains("stint migrate"),
             "{m}"
         ),
-        other => panic!("a schema-3 database should be refused, got {:?}", other.err()),
+        other => panic!(
+            "a schema-3 database should be refused, got {:?}",
+            other.err()
+        ),
     }
     let report = stint_postgres::migrate(&store).await.expect("migrate");
     assert_eq!(report.from, 3);
@@ -265,7 +270,10 @@ async fn a_schema_3_database_with_jobs_upgrades_and_applies_their_limits() {
     let parked = store.job(&jobs[2].jid).await.unwrap().expect("job").job;
     assert_eq!(parked.state, JobState::Enqueued);
     let blocked = parked.blocked.expect("the second limited job is parked");
-    assert_eq!((blocked.reason, blocked.key.as_str()), (WaitReason::Limit, "legacy"));
+    assert_eq!(
+        (blocked.reason, blocked.key.as_str()),
+        (WaitReason::Limit, "legacy")
+    );
 
     let first = got.into_iter().next().unwrap();
     let refused = store
