@@ -192,13 +192,7 @@ pub(crate) fn unpark_due(tx: &Connection, now: i64) -> StoreResult<u64> {
         [now],
     )
     .map_err(db_err)? as u64;
-    let keys: Vec<String> = {
-        let mut stmt = tx
-            .prepare_cached("SELECT DISTINCT limit_key FROM stint_jobs WHERE blocked = 'limit'")
-            .map_err(db_err)?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
-        rows.collect::<Result<_, _>>().map_err(db_err)?
-    };
+    let keys = limit_parked_keys(tx)?;
     for key in keys {
         let concurrency: Option<i64> = query_row(
             tx,
@@ -208,14 +202,7 @@ pub(crate) fn unpark_due(tx: &Connection, now: i64) -> StoreResult<u64> {
             |r| r.get(0),
         )
         .map_err(db_err)?;
-        let busy: i64 = query_row(
-            tx,
-            "SELECT COUNT(*) FROM stint_jobs WHERE limit_key = ?1
-               AND (state = 'running' OR (state = 'enqueued' AND blocked IS NULL))",
-            [&key],
-            |r| r.get(0),
-        )
-        .map_err(db_err)?;
+        let busy: i64 = query_row(tx, BUSY, [&key], |r| r.get(0)).map_err(db_err)?;
         // No concurrency limit any more: nothing holds them.
         let room = concurrency.map_or(-1, |c| (c - busy).max(0));
         if room == 0 {
@@ -237,6 +224,38 @@ pub(crate) fn unpark_due(tx: &Connection, now: i64) -> StoreResult<u64> {
     )
     .map_err(db_err)?;
     Ok(n)
+}
+
+/// The running and unparked enqueued jobs of key ?1.
+const BUSY: &str =
+    "SELECT (SELECT COUNT(*) FROM stint_jobs WHERE limit_key = ?1 AND state = 'running')
+          + (SELECT COUNT(*) FROM stint_jobs
+             WHERE limit_key = ?1 AND state = 'enqueued' AND blocked IS NULL)";
+
+/// The first key with jobs parked for its concurrency limit.
+const FIRST_PARKED_KEY: &str = "SELECT limit_key FROM stint_jobs
+     WHERE blocked = 'limit' ORDER BY limit_key LIMIT 1";
+
+/// The next key after ?1 with jobs parked for its concurrency limit.
+const NEXT_PARKED_KEY: &str = "SELECT limit_key FROM stint_jobs
+     WHERE blocked = 'limit' AND limit_key > ?1 ORDER BY limit_key LIMIT 1";
+
+/// The keys that have jobs parked for their concurrency limit, one index
+/// probe per key (however many jobs each has parked).
+fn limit_parked_keys(tx: &Connection) -> StoreResult<Vec<String>> {
+    let mut keys: Vec<String> = Vec::new();
+    loop {
+        let next: Option<String> = match keys.last() {
+            None => query_row(tx, FIRST_PARKED_KEY, [], |r| r.get(0)),
+            Some(last) => query_row(tx, NEXT_PARKED_KEY, [last], |r| r.get(0)),
+        }
+        .optional()
+        .map_err(db_err)?;
+        match next {
+            Some(key) => keys.push(key),
+            None => return Ok(keys),
+        }
+    }
 }
 
 // ---- reading ----
@@ -293,4 +312,31 @@ pub(crate) fn limits(conn: &Connection) -> StoreResult<Vec<KeyInfo>> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::leases::tests::plan;
+
+    #[test]
+    fn the_safety_net_reads_keys_and_counts_by_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = crate::open_connection(dir.path().join("plan.db")).expect("open");
+        crate::schema::migrate(&conn).expect("migrate");
+        for sql in [FIRST_PARKED_KEY, NEXT_PARKED_KEY] {
+            let p = plan(&conn, sql);
+            assert!(
+                p.contains("INDEX stint_jobs_parked") && !p.contains("TEMP B-TREE"),
+                "one probe of the parked index per key:\n{p}"
+            );
+        }
+        let p = plan(&conn, BUSY);
+        assert_eq!(
+            p.matches("USING COVERING INDEX stint_jobs_limit_key")
+                .count(),
+            2,
+            "both counts read the key's index only:\n{p}"
+        );
+    }
 }

@@ -175,11 +175,11 @@ pub fn checkpoint(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The plan SQLite makes for `sql`, one line per step.
-    fn plan(conn: &Connection, sql: &str) -> String {
+    pub(crate) fn plan(conn: &Connection, sql: &str) -> String {
         let mut stmt = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .expect("plan");

@@ -126,8 +126,8 @@ CREATE INDEX IF NOT EXISTS stint_jobs_ready ON stint_jobs (queue, seq)
 -- the first ready job with a limit: where fetch stops its one-statement lease
 CREATE INDEX IF NOT EXISTS stint_jobs_ready_limited ON stint_jobs (queue, seq)
     WHERE state = 'enqueued' AND blocked IS NULL AND limit_key IS NOT NULL;
--- a key's running jobs; listings by key
-CREATE INDEX IF NOT EXISTS stint_jobs_limit_key ON stint_jobs (limit_key, state)
+-- a key's running jobs, and its unparked enqueued ones; listings by key
+CREATE INDEX IF NOT EXISTS stint_jobs_limit_key ON stint_jobs (limit_key, state, blocked)
     WHERE limit_key IS NOT NULL;
 -- parked jobs by reason and key in queue order (the oldest is unparked first)
 CREATE INDEX IF NOT EXISTS stint_jobs_parked ON stint_jobs (blocked, limit_key, seq)
