@@ -206,6 +206,9 @@ async fn fetch(
             got.push([payload, meta, lease]);
         }
         log_malformed(reply.next().map(items).unwrap_or_default());
+        // Jobs parked by their keys' limits were taken too: the queues may
+        // hold more that can start.
+        let parked = reply.next().map(|v| int(&v)).unwrap_or(0).max(0) as usize;
         if replay {
             // Only what the caller has not seen, and no more than it asked.
             got.retain(|[payload, _, _]| {
@@ -218,7 +221,7 @@ async fn fetch(
             }
         }
         s.fetch_done(process);
-        let full = got.len() == want;
+        let full = got.len() + parked >= want;
         jobs.extend(got);
         if !full {
             break;

@@ -152,3 +152,20 @@ async fn promote_due_drops_a_running_entry_whose_lease_is_gone() {
         vec![pushed[1].clone()]
     );
 }
+
+#[tokio::test]
+async fn a_fetch_that_parks_jobs_goes_on_to_the_jobs_behind_them() {
+    let server = RedisServer::start().expect("private redis-server");
+    let (store, _conn) = store(&server).await;
+    let k = Limit::key("k").concurrency(1);
+    let p = register_for(&store, &[Q], LONG_TTL).await;
+    let mut jobs: Vec<NewJob> = (1..=5).map(|n| limited(&k, n)).collect();
+    jobs.push(job_in(Q, 6));
+    let pushed = push_each(&store, jobs).await;
+    let got = jids(&fetch(&store, &p, Q, 2).await);
+    assert_eq!(
+        got,
+        vec![pushed[0].clone(), pushed[5].clone()],
+        "a fetch of 2 leases the one job k allows and the job behind the four it parks"
+    );
+}

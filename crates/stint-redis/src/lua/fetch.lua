@@ -13,7 +13,7 @@
 -- with a limit that may not start now is parked instead of leased
 -- (lua/flow.lua): it stays enqueued, out of its queue, until unparked.
 -- Returns {now, {payload, meta, lease, payload, meta, lease...}, {{wrapper
--- jid, queue, why}...}}, meta = "stints NL recoveries NL queue NL jid NL
+-- jid, queue, why}...}, how many were parked}, meta = "stints NL recoveries NL queue NL jid NL
 -- checkpoint", lease as written (the fence complete.lua's fast path checks
 -- by equality).
 local P = ARGV[1]
@@ -139,7 +139,7 @@ end
 local started = tostring(now)
 -- Jobs with a limit start when Limit::admit says so (flow_admit, counting
 -- this fetch's starts), else are parked, out of the queue (lua/flow.lua).
-local flow_seen = {}
+local flow_seen, parked = {}, 0
 for k = 1, #pj do
   local jid, q = pj[k], pq[k]
   local stints, rec, cp, parent, fresh = '1', '0', '', '', '1'
@@ -150,6 +150,7 @@ for k = 1, #pj do
   end
   if wait then
     flow_park(jid, pp[k], q, limit, wait, until_ms)
+    parked = parked + 1
   else
     if known > 0 then
       local h = redis.call('HMGET', keys[k], 'stints', 'cp', 'recoveries', 'parent', 'state')
@@ -174,4 +175,4 @@ if #entries > 0 then
   call_many('HSET', 'stint:payloads:' .. P, payloads)
   redis.call('SADD', 'stint:holders', P)
 end
-return {now, jobs, bad}
+return {now, jobs, bad, parked}
