@@ -15,7 +15,8 @@ use crate::rows::{job_from_row, JOB_COLUMNS, JOB_COLUMN_COUNT};
 
 /// Leases up to `limit` jobs from `queues`. Per queue, one statement leases
 /// the ready jobs ahead of the first one with a limit; that one is put to
-/// `Limit::admit` (leased, or parked) and the queue is read on from there.
+/// `Limit::admit` (leased, or parked) and the queue is read on from there
+/// (up to `JUDGED_PER_FETCH` judged jobs in all).
 /// Jobs without a limit are leased as before flow control: no statement of
 /// their own.
 pub fn fetch(
@@ -35,6 +36,7 @@ pub fn fetch(
     };
     let now = now_ms();
     let mut out = Vec::new();
+    let mut judged = 0;
     for queue in queues {
         if paused.contains(queue) {
             continue;
@@ -52,13 +54,14 @@ pub fn fetch(
                 now,
                 &mut out,
             )?;
-            if taken == want {
+            if taken == want || judged == JUDGED_PER_FETCH {
                 break;
             }
             // The queue ended, or its next ready job has a limit.
             let Some((jid, job_limit)) = flow::next_limited(tx, queue)? else {
                 break;
             };
+            judged += 1;
             if flow::admit(tx, &jid, &job_limit, now)? {
                 take(
                     tx,
@@ -74,6 +77,11 @@ pub fn fetch(
     }
     Ok(out)
 }
+
+/// How many jobs with a limit one fetch judges at most: a queue whose head
+/// holds many jobs of a full key has them parked over several fetches, so
+/// that no single transaction holds the file's writers off for long.
+const JUDGED_PER_FETCH: usize = 256;
 
 /// The lease of a job: `SET` and `RETURNING` of the lease statements.
 const LEASE: &str =

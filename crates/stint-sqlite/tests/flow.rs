@@ -402,3 +402,35 @@ async fn a_version_1_file_migrates_and_keeps_its_jobs() {
     drop(store);
     SqliteStore::open(&path).expect("open again");
 }
+
+#[tokio::test]
+async fn one_fetch_judges_at_most_256_limited_jobs() {
+    let (s, store) = store();
+    let p = register(&store, LONG_TTL).await;
+    let l = Limit::key("k").concurrency(1);
+    let mut jobs: Vec<_> = (0..300)
+        .map(|n| job_with(limited("q", l.clone()), n))
+        .collect();
+    let free = job_with(
+        JobOptions {
+            queue: "q".into(),
+            ..JobOptions::default()
+        },
+        300,
+    );
+    let free_jid = free.jid.clone();
+    jobs.push(free);
+    store.push(jobs).await.expect("push");
+
+    let first = fetch(&store, &p, "q", 10).await;
+    assert_eq!(first.len(), 1, "the oldest job of k starts");
+    let parked = "SELECT COUNT(*) FROM stint_jobs WHERE blocked = 'limit'";
+    assert_eq!(count(&s, parked), 255, "256 judged: one leased, 255 parked");
+    let second = fetch(&store, &p, "q", 10).await;
+    assert_eq!(
+        second.iter().map(|l| &l.job.jid).collect::<Vec<_>>(),
+        vec![&free_jid],
+        "the next fetch parks the rest and reaches the job without a limit"
+    );
+    assert_eq!(count(&s, parked), 299);
+}
