@@ -50,7 +50,9 @@
 //! applies `Limit::admit` to each job with a limit and parks those that
 //! may not start, out of their queue; every end of a running job of a key
 //! unparks the key's oldest parked job back to the head of its queue, in
-//! the same script; `promote_due` unparks rate-parked jobs when due.
+//! the same script; `promote_due` unparks rate-parked jobs when due. A
+//! Ruby Sidekiq process applies neither (it runs whatever it takes), and
+//! parked jobs are not in the queue lists its API reads.
 //!
 //! Every transition is one Lua script, fenced by the lease (jid, process,
 //! stint); lease expiry is judged by the Redis server's clock (`TIME`).
