@@ -21,7 +21,8 @@ use crate::sql::{from_ms, query, to_json};
 /// Applies a batch of stint ends in one statement: each row is fenced by
 /// its own lease (a stale one matches nothing and is reported refused),
 /// the job's next state is core's rule ([`render::sql_state_after_label`]:
-/// a pending pause or cancel wins over a retry or a requeue), a requeued
+/// a pending pause or cancel wins over a retry, a requeue or a snooze; a
+/// snoozed job is scheduled at its time, using no attempt), a requeued
 /// job goes to the head of its queue (and wakes idle workers), each job
 /// with a limit unparks the oldest job waiting for a slot of its key, and
 /// the stint history, errors and metrics move with the job.
