@@ -258,10 +258,12 @@ impl RedisStore {
         f.remove(process);
     }
 
-    /// Whether this store fetched `jid` and has not seen its stint end.
-    pub(crate) fn is_running(&self, jid: &Jid) -> bool {
+    /// Whether this store returned stint `stint` of `jid` from a fetch and
+    /// has not seen it end. (An earlier stint of the job whose end is not
+    /// recorded yet is remembered too: it is another stint.)
+    pub(crate) fn returned_stint(&self, jid: &Jid, stint: u32) -> bool {
         let running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
-        running.contains_key(jid)
+        running.get(jid).is_some_and(|run| run.stint == stint)
     }
 
     pub(crate) fn remember_running(&self, jid: &Jid, run: Running) {

@@ -210,9 +210,13 @@ async fn fetch(
         // hold more that can start.
         let parked = reply.next().map(|v| int(&v)).unwrap_or(0).max(0) as usize;
         if replay {
-            // Only what the caller has not seen, and no more than it asked.
-            got.retain(|[payload, _, _]| {
-                payload::parse(&text(payload)).is_ok_and(|p| !s.is_running(&p.jid))
+            // Only the stints the caller has not been given, and no more
+            // than it asked. (By stint: the job of a stint whose end is not
+            // recorded yet may be leased again, recovered meanwhile.)
+            got.retain(|[payload, meta, _]| {
+                let stint = text(meta).split('\n').next().and_then(|n| n.parse().ok());
+                payload::parse(&text(payload))
+                    .is_ok_and(|p| !s.returned_stint(&p.jid, stint.unwrap_or(1)))
             });
             if got.len() > want {
                 got.truncate(want);
