@@ -9,7 +9,10 @@
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) N is 2,000; with
 //! it 100,000. `FLOW_JOBS=N` sets N; `FLOW_STORES=sqlite,postgres,redis`
-//! picks the stores; `RUST_LOG` shows the worker's log. A run that makes no progress for 30 s stops and says
+//! picks the stores; `FLOW_POLL_MS` sets the worker's idle poll (100 ms:
+//! the wait after a fetch that found nothing); `FLOW_PROBE=1` times the
+//! worker's fetches, completions and maintenance (see `flow/probe.rs`);
+//! `RUST_LOG` shows the worker's log. A run that makes no progress for 30 s stops and says
 //! how far it got (a job parked and never woken would show there).
 
 use std::sync::Arc;
@@ -19,6 +22,9 @@ use stint::model::Limit;
 use stint::{Client, JobState, NewJob, Push, Store, Worker};
 use stint_benches::Noop;
 use stint_testkit::{postgres::PgServer, redis::RedisServer};
+
+#[path = "flow/probe.rs"]
+mod probe;
 
 /// Keys the limited jobs spread over.
 const KEYS: usize = 100;
@@ -65,11 +71,17 @@ async fn push(store: &Arc<dyn Store>, n: usize, limited: bool) {
 /// Runs the pushed jobs with one worker until `n` have succeeded (or none
 /// more does for `STALL`).
 async fn drain(store: Arc<dyn Store>, n: u64) -> Run {
-    let worker = Worker::builder(store.clone())
+    let mut builder = Worker::builder(store.clone())
         .register::<Noop>()
         .concurrency(CONCURRENCY)
-        .handle_signals(false)
-        .build();
+        .handle_signals(false);
+    if let Some(ms) = std::env::var("FLOW_POLL_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        builder.config_mut().poll_interval = Duration::from_millis(ms);
+    }
+    let worker = builder.build();
     let handle = worker.handle();
     let start = Instant::now();
     let run = tokio::spawn(worker.run());
@@ -116,7 +128,12 @@ where
         let pushed = Instant::now();
         push(&store, n, limited).await;
         let push_took = pushed.elapsed();
-        let run = drain(store.clone(), n as u64).await;
+        let probe = std::env::var_os("FLOW_PROBE").map(|_| probe::Probe::new(store.clone()));
+        let worker_store = match &probe {
+            Some(p) => p.clone() as Arc<dyn Store>,
+            None => store.clone(),
+        };
+        let run = drain(worker_store, n as u64).await;
         if run.stalled {
             let keys = store.limits().await.unwrap_or_default();
             let parked: u64 = keys.iter().map(|k| k.waiting_limit + k.waiting_rate).sum();
@@ -147,6 +164,9 @@ where
             run.took.as_secs_f64(),
             push_took.as_secs_f64()
         );
+        if let Some(p) = probe {
+            println!("{}", p.report());
+        }
         runs.push(run);
     }
     let ratio = runs[1].rate() / runs[0].rate();
