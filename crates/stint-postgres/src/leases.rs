@@ -63,14 +63,17 @@ fn leased(rows: &[Row], process: &str) -> StoreResult<Vec<Leased>> {
         .collect()
 }
 
-/// Rounds of picking per queue when picked jobs with a limit were parked
-/// (or taken by another fetch) instead of leased.
-const MAX_ROUNDS: usize = 8;
+/// Rounds of picking per queue while picked jobs with a limit are parked
+/// instead of leased (each round parks them for good, so the next one
+/// reaches the jobs behind them): a queue headed by many jobs of a full
+/// key is worked through over a few fetches, not one long call.
+const MAX_ROUNDS: usize = 32;
 
 /// Leases up to `limit` jobs from `queues`, in the order given. `token`
 /// marks the leases, so that a fetch whose reply was lost can be found.
 /// Jobs with a limit are admitted by [`limits::admit`]; when some of the
-/// jobs picked were parked, the queue is picked again for the rest.
+/// jobs picked were parked, the queue is picked again for the rest (not
+/// when a round moved nothing: its candidates were another fetch's).
 pub async fn fetch(
     c: &mut Client,
     process: &str,
@@ -87,6 +90,7 @@ pub async fn fetch(
             }
             let rows = query(&*c, &FETCH_SQL, &[&process, queue, &(want as i64), &token]).await?;
             let picked = rows.len();
+            let mut parked = 0;
             let (mut got, candidates): (Vec<Row>, Vec<Row>) = rows
                 .into_iter()
                 .partition(|r| r.get::<_, Option<&str>>(N_COLUMNS + 1).is_none());
@@ -98,12 +102,14 @@ pub async fn fetch(
                         key: r.get(N_COLUMNS + 2),
                     })
                     .collect();
-                got.extend(limits::admit(c, process, token, &candidates).await?);
+                let (rows, n) = limits::admit(c, process, token, &candidates).await?;
+                got.extend(rows);
+                parked = n;
             }
             got.sort_by_key(|r| r.get::<_, i64>(N_COLUMNS));
             let leased_now = got.len();
             out.extend(leased(&got, process)?);
-            if picked < want || leased_now == picked {
+            if picked < want || leased_now == picked || leased_now + parked == 0 {
                 break;
             }
         }

@@ -162,13 +162,13 @@ pub(crate) struct Candidate {
 /// core's [`Limit::admit`] per candidate in queue order (counting the ones
 /// leased before it), then the leases, the parked jobs and the starts
 /// written. Returns the rows of the jobs leased (job columns, then
-/// `seq`).
+/// `seq`) and how many jobs were parked.
 pub(crate) async fn admit(
     c: &mut Client,
     process: &str,
     token: &str,
     candidates: &[Candidate],
-) -> StoreResult<Vec<Row>> {
+) -> StoreResult<(Vec<Row>, usize)> {
     let mut keys: Vec<&str> = candidates.iter().map(|x| x.key.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
@@ -283,7 +283,7 @@ pub(crate) async fn admit(
         ),
     )?;
     tx.commit().await.map_err(pg_err)?;
-    Ok(rows)
+    Ok((rows, parked.jid.len()))
 }
 
 /// The jobs a fetch parks, column by column.

@@ -143,6 +143,40 @@ async fn fetches_through_separate_pools_never_exceed_a_keys_concurrency() {
     );
 }
 
+#[tokio::test]
+async fn one_fetch_parks_a_long_run_of_a_full_keys_jobs_and_leases_the_jobs_behind_them() {
+    let (store, _) = common::fresh_store("idle_wait_ms=20").await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let k = Limit::key("bulk").concurrency(1);
+    let mut jobs: Vec<NewJob> = (0..100).map(|n| limited("busy", &k, n)).collect();
+    let plain: Vec<NewJob> = (0..9).map(|n| job_in("busy", 1000 + n)).collect();
+    jobs.extend(plain.iter().cloned());
+    store.push(jobs.clone()).await.expect("push");
+    let p = register_for(&store, &["busy"], LONG_TTL).await;
+
+    let got: Vec<_> = store
+        .fetch(&p, &["busy".into()], 10)
+        .await
+        .expect("fetch")
+        .into_iter()
+        .map(|l| l.job.jid)
+        .collect();
+    let mut want = vec![jobs[0].jid.clone()];
+    want.extend(plain.iter().map(|j| j.jid.clone()));
+    assert_eq!(
+        got, want,
+        "one fetch of 10: the oldest job of the key (concurrency 1), then past its 99 parked \
+         jobs, the nine jobs without a limit"
+    );
+    let k = store.limits().await.expect("limits");
+    assert_eq!(
+        k.iter()
+            .map(|k| (k.key.as_str(), k.running, k.waiting_limit))
+            .collect::<Vec<_>>(),
+        vec![("bulk", 1, 99)]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unique_key_pushed_in_a_callers_transaction_is_held_until_it_ends() {
     let (store, url) = common::fresh_store("").await;
