@@ -15,7 +15,7 @@ use stint_core::StoreResult;
 use tokio_postgres::types::ToSql;
 
 use crate::family::wake_parents;
-use crate::limits::unpark_sql;
+use crate::limits::{unpark_sql, UNPARK_KEYS_SQL};
 use crate::sql::{from_ms, query, to_json};
 
 /// Applies a batch of stint ends in one statement: each row is fenced by
@@ -23,17 +23,32 @@ use crate::sql::{from_ms, query, to_json};
 /// the job's next state is core's rule ([`render::sql_state_after_label`]:
 /// a pending pause or cancel wins over a retry, a requeue or a snooze; a
 /// snoozed job is scheduled at its time, using no attempt), a requeued
-/// job goes to the head of its queue (and wakes idle workers), each job
-/// with a limit unparks the oldest job waiting for a slot of its key, and
-/// the stint history, errors and metrics move with the job.
-static COMPLETE_SQL: LazyLock<String> = LazyLock::new(|| {
+/// job goes to the head of its queue (and wakes idle workers), and the
+/// stint history, errors and metrics move with the job. With `unpark`,
+/// each job with a limit unparks the oldest job waiting for a slot of its
+/// key in the same statement (a batch of jobs without limits skips that
+/// part: a second update of the jobs table in the statement costs every
+/// completion). Returns the jid, the parent to wake, and the limit key.
+fn complete_sql(unpark: bool) -> String {
     let state = render::sql_state_after_label("c.label", "t.control");
     let finals = render::sql_final_states();
     let attempt = labels(StintEnd::uses_attempt);
     let succeeded = labels(|e| e == StintEnd::Succeeded);
     let interrupted = labels(|e| e == StintEnd::Interrupted);
     let due_later = labels(|e| matches!(e, StintEnd::Failed | StintEnd::Snoozed));
-    let unpark = unpark_sql("j");
+    let (unpark, unparked) = if unpark {
+        let sql = unpark_sql("j");
+        (
+            format!(
+                "), u AS (
+    -- each job that stopped running frees a slot of its key
+    {sql}"
+            ),
+            " UNION SELECT queue FROM u",
+        )
+    } else {
+        (String::new(), "")
+    };
     format!(
         "
 WITH c AS (
@@ -56,9 +71,7 @@ WITH c AS (
     WHERE t.jid = c.jid AND t.state = 'running' AND t.process = c.process AND t.stints = c.stint
     RETURNING t.jid, t.kind, t.state, t.queue, t.parent, t.stints,
               (t.checkpoint->>'done')::bigint AS done, c.label, c.reason, c.error, t.limit_key
-), u AS (
-    -- each job that stopped running frees a slot of its key
-    {unpark}
+{unpark}
 ), h AS (
     UPDATE stint_stints s SET ended_at = now(), outcome = j.label, reason = j.reason,
            done = COALESCE(j.done, s.done)
@@ -84,12 +97,17 @@ WITH c AS (
     INSERT INTO stint_errors (jid, info) SELECT jid, error FROM j WHERE error IS NOT NULL
 ), n AS (
     SELECT pg_notify('stint_jobs', q)
-    FROM (SELECT queue AS q FROM j WHERE state = 'enqueued' UNION SELECT queue FROM u) d
+    FROM (SELECT DISTINCT queue AS q FROM j WHERE state = 'enqueued'{unparked}) d
 )
-SELECT jid, CASE WHEN state IN {finals} THEN parent END, (SELECT count(*) FROM n)
+SELECT jid, CASE WHEN state IN {finals} THEN parent END, (SELECT count(*) FROM n), limit_key
 FROM j"
     )
-});
+}
+
+/// `complete_sql` for batches with a job of a limit.
+static COMPLETE_UNPARK_SQL: LazyLock<String> = LazyLock::new(|| complete_sql(true));
+/// `complete_sql` for batches of jobs without limits.
+static COMPLETE_SQL: LazyLock<String> = LazyLock::new(|| complete_sql(false));
 
 /// The labels of the ends `pick` chooses, as an SQL list.
 fn labels(pick: impl Fn(StintEnd) -> bool) -> String {
@@ -162,11 +180,29 @@ impl CompleteArgs {
 }
 
 /// Applies a batch of stint ends (one statement, one round trip); then the
-/// parents whose last children just finished wake. Returns the refused
+/// parents whose last children just finished wake. `limited`: some job of
+/// the batch has a limit (as its fetch said), so the statement unparks.
+/// Should a job with a limit come in a batch not marked so, its key's
+/// parked jobs are unparked by a second statement. Returns the refused
 /// jids.
-pub async fn complete(c: &mut Client, completions: &[Completion]) -> StoreResult<Vec<Jid>> {
+pub async fn complete(
+    c: &mut Client,
+    completions: &[Completion],
+    limited: bool,
+) -> StoreResult<Vec<Jid>> {
     let args = CompleteArgs::new(completions);
-    let rows = query(&*c, &COMPLETE_SQL, &args.params()).await?;
+    let sql = if limited {
+        &COMPLETE_UNPARK_SQL
+    } else {
+        &COMPLETE_SQL
+    };
+    let rows = query(&*c, sql, &args.params()).await?;
+    if !limited {
+        let keys: Vec<&str> = rows.iter().filter_map(|r| r.get(3)).collect();
+        if !keys.is_empty() {
+            query(&*c, &UNPARK_KEYS_SQL, &[&keys]).await?;
+        }
+    }
     let applied: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
     wake_parents(c, rows.iter().filter_map(|r| r.get(1)).collect()).await?;
     Ok(completions

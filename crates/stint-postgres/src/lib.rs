@@ -66,7 +66,7 @@ mod transitions;
 mod tx;
 mod unique;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -127,6 +127,9 @@ struct Inner {
     /// Per process, the tokens of fetches whose replies were lost with their
     /// connection: the jobs they leased are handed out by the next fetch.
     lost_fetches: Mutex<HashMap<String, Vec<String>>>,
+    /// The jids this store leased that have a limit: their completions
+    /// take the statement that also unparks the next job of their key.
+    limited_leases: Mutex<HashSet<String>>,
 }
 
 impl PgStore {
@@ -155,6 +158,7 @@ impl PgStore {
                 url: url_for_messages,
                 listener: OnceLock::new(),
                 lost_fetches: Mutex::new(HashMap::new()),
+                limited_leases: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -214,6 +218,9 @@ impl PgStore {
         let token = format!("{:016x}", rand::random::<u64>());
         let mut client = self.client().await?;
         let r = leases::fetch(&mut client, process, queues, limit, &token).await;
+        if let Ok(got) = &r {
+            self.note_limited(got);
+        }
         if let Err(e) = &r {
             if e.is_transient() {
                 self.lost_fetches()
@@ -223,6 +230,23 @@ impl PgStore {
             }
         }
         r
+    }
+
+    fn limited_leases(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner
+            .limited_leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers which of `leased` have a limit (see `limited_leases`).
+    fn note_limited(&self, leased: &[Leased]) {
+        let mut limited = leased.iter().filter(|l| l.job.options.limit.is_some());
+        if let Some(first) = limited.next() {
+            let mut set = self.limited_leases();
+            set.insert(first.job.jid.to_string());
+            set.extend(limited.map(|l| l.job.jid.to_string()));
+        }
     }
 
     fn lost_fetches(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
@@ -242,6 +266,7 @@ impl PgStore {
         let client = self.client().await?;
         let mut got = leases::reclaim(&client, process, &tokens).await?;
         drop(client);
+        self.note_limited(&got);
         if let Some(t) = self.lost_fetches().get_mut(process) {
             t.retain(|x| !tokens.contains(x));
         }
@@ -356,7 +381,15 @@ impl Store for PgStore {
         if completions.is_empty() {
             return Ok(vec![]);
         }
-        complete::complete(&mut self.client().await?, &completions).await
+        let limited = {
+            let mut set = self.limited_leases();
+            let mut any = false;
+            for c in &completions {
+                any |= !set.is_empty() && set.remove(c.lease.jid.as_str());
+            }
+            any
+        };
+        complete::complete(&mut self.client().await?, &completions, limited).await
     }
 
     async fn split(
@@ -366,6 +399,7 @@ impl Store for PgStore {
         step: &str,
         children: Vec<NewJob>,
     ) -> StoreResult<()> {
+        self.limited_leases().remove(lease.jid.as_str());
         transitions::split(
             &mut self.client().await?,
             lease,

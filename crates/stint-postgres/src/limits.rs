@@ -83,11 +83,12 @@ pub(crate) fn unpark_sql(ended: &str) -> String {
     )
 }
 
-/// Unparks the oldest job waiting for a slot of `key` (a running job of
-/// it stopped) and wakes its queue's workers.
-pub(crate) static UNPARK_ONE_SQL: LazyLock<String> = LazyLock::new(|| {
+/// For each entry of $1 (the key of a running job that stopped), unparks
+/// the oldest job waiting for a slot of that key; wakes their queues'
+/// workers.
+pub(crate) static UNPARK_KEYS_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH ended AS (SELECT $1::text AS limit_key), u AS ({})
+        "WITH ended AS (SELECT unnest($1::text[]) AS limit_key), u AS ({})
          SELECT pg_notify('stint_jobs', q) FROM (SELECT DISTINCT queue AS q FROM u) d",
         unpark_sql("ended")
     )

@@ -16,7 +16,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crate::commands::command_in;
 use crate::conn::pg_err;
-use crate::limits::UNPARK_ONE_SQL;
+use crate::limits::UNPARK_KEYS_SQL;
 use crate::sql::{execute, query, to_json};
 use crate::unique;
 
@@ -201,7 +201,7 @@ pub async fn split(
     .await?;
     // The parent stopped running: a job waiting for a slot of its key goes.
     if let Some(key) = held.get::<_, Option<&str>>(1) {
-        query(&tx, &UNPARK_ONE_SQL, &[&key]).await?;
+        query(&tx, &UNPARK_KEYS_SQL, &[&vec![key]]).await?;
     }
     let args = PushArgs::children_of(children, Some((jid, step)))?;
     let st = tx.prepare_cached(PUSH_SQL).await.map_err(pg_err)?;

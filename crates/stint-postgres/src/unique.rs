@@ -40,10 +40,12 @@ SELECT k, j FROM unnest($1::text[], $2::text[]) AS x (k, j) ORDER BY k
 ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key
 RETURNING key, jid";
 
-/// The holders' states, and the database's clock (ms since the epoch).
+/// The holders' states, and the database's clock (ms since the epoch; the
+/// time of the statement, not of the start of a caller's long
+/// transaction).
 const HOLDERS_SQL: &str = "
 SELECT jid, state, stints, (extract(epoch FROM created_at) * 1000)::bigint,
-       (extract(epoch FROM now()) * 1000)::bigint
+       (extract(epoch FROM clock_timestamp()) * 1000)::bigint
 FROM stint_jobs WHERE jid = ANY($1)";
 
 /// Passes keys to new holders.

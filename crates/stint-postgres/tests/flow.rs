@@ -309,8 +309,11 @@ async fn a_schema_3_database_with_jobs_upgrades_and_applies_their_limits() {
         (WaitReason::Limit, "legacy")
     );
 
+    // Completed through another handle, which did not lease it: the job's
+    // key is still read from its row, and its parked job unparked.
     let first = got.into_iter().next().unwrap();
-    let refused = store
+    let other = handle(&url).await;
+    let refused = other
         .complete(vec![Completion {
             lease: first.lease,
             checkpoint: None,
