@@ -83,15 +83,26 @@ pub(crate) async fn complete(
         if let (Outcome::Succeeded { result }, Some(cp), Some(run)) =
             (&c.outcome, &c.checkpoint, &fetched)
         {
-            if let Some(group) = fast_group(&run.lease) {
-                let record = ok_record(lease, run, now, cp, result.as_ref());
-                inv.arg("K")
-                    .arg(lease.jid.as_str())
-                    .arg(&lease.process)
-                    .arg(&run.lease)
-                    .arg(group)
-                    .arg(record);
-                continue;
+            if let Some((group, limited)) = fast_group(&run.lease) {
+                // A job leased under a limit frees its key's slot there
+                // too; one whose key this store did not read from its
+                // payload goes the long way, where the script reads it.
+                let limit_key = match (limited, &run.limit_key) {
+                    (false, _) => Some(""),
+                    (true, Some(key)) => Some(key.as_str()),
+                    (true, None) => None,
+                };
+                if let Some(limit_key) = limit_key {
+                    let record = ok_record(lease, run, now, cp, result.as_ref());
+                    inv.arg("K")
+                        .arg(lease.jid.as_str())
+                        .arg(&lease.process)
+                        .arg(&run.lease)
+                        .arg(group)
+                        .arg(record)
+                        .arg(limit_key);
+                    continue;
+                }
             }
         }
         let (mut payload2, mut score, mut err, mut result) =
@@ -172,9 +183,10 @@ fn ok_record(
 
 /// For the lease entry of a job's first stint that is no split child
 /// (lua/prelude.lua, lease_pack: "stint NL started NL fetch id NL parent NL
-/// queue NL fresh NL class"), its metrics group for complete.lua's fast
-/// path: "started NL queue NL class".
-fn fast_group(lease: &str) -> Option<String> {
+/// queue NL fresh NL class"; fresh "1", or "L1" for a job leased under a
+/// limit), its metrics group for complete.lua's fast path: "started NL
+/// queue NL class", and whether the job holds a slot of a limit key.
+fn fast_group(lease: &str) -> Option<(String, bool)> {
     let mut f = lease.splitn(7, '\n');
     let (_stint, started, _fid, parent, queue, fresh, class) = (
         f.next()?,
@@ -185,7 +197,14 @@ fn fast_group(lease: &str) -> Option<String> {
         f.next()?,
         f.next()?,
     );
-    (parent.is_empty() && fresh == "1").then(|| format!("{started}\n{queue}\n{class}"))
+    let limited = match fresh {
+        "1" => false,
+        "L1" => true,
+        _ => return None,
+    };
+    parent
+        .is_empty()
+        .then(|| (format!("{started}\n{queue}\n{class}"), limited))
 }
 
 /// The history record of the stint a completion ends, when this store

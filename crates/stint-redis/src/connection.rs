@@ -83,6 +83,9 @@ pub(crate) struct Running {
     /// The lease entry as the fetch wrote it (lua/prelude.lua, lease_pack):
     /// the fence of the fast path of complete.lua, compared whole.
     pub lease: String,
+    /// The key of the job's limit (`JobOptions::limit`), whose slot the
+    /// fast path of complete.lua frees.
+    pub limit_key: Option<String>,
 }
 
 /// A Redis error as a store error: connection trouble is `Unavailable`

@@ -284,6 +284,7 @@ async fn finish(
                 queue,
                 started_ms: now,
                 lease: lease_entry,
+                limit_key: job.options.limit.as_ref().map(|l| l.key.clone()),
             },
         );
         let lease = Lease {

@@ -1,11 +1,13 @@
 -- complete(ARGV: succeeded ttl s, max succeeded records, date, then the
 -- ends of stints:
---   K jid process lease group okrecord
+--   K jid process lease group okrecord limitkey
 --       the common end, a success in the first stint of a job that is no
 --       split child (fetch.lua's fresh lease): fenced by the lease entry,
 --       compared whole (when a checkpoint changed it since, by its stint
 --       number, and written as an F); group = "started NL queue NL class"
---       (its metrics); its record is built by the store (see ok_unpack)
+--       (its metrics); its record is built by the store (see ok_unpack);
+--       limitkey: the key whose slot it frees (lease 'L1'; the job's
+--       hash, if it has one, only said it was parked: it is deleted), or ''
 --   F jid process stint code label reason checkpoint done payload
 --     retry-score error result record
 --       any end, fenced by the stint number; code S succeeded, R retry,
@@ -35,7 +37,7 @@ while i <= #ARGV do
     local f = fast[P]
     if not f then f = {}; fast[P] = f end
     f[#f + 1] = i
-    i = i + 6
+    i = i + 7
   else
     local e = {jid = ARGV[i + 1], P = P, stint = ARGV[i + 3]}
     e.code, e.label, e.reason, e.cp, e.done = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
@@ -47,8 +49,9 @@ while i <= #ARGV do
   end
 end
 
--- The fast path: a lease entry equal to the one fetched is current.
-local groups = {}
+-- The fast path: a lease entry equal to the one fetched is current. The
+-- slots its jobs held are freed per key (`freed`: key -> jids).
+local groups, freed = {}, {}
 for P, idx in pairs(fast) do
   local rel = released[P]
   if not rel then rel = {}; released[P] = rel end
@@ -69,6 +72,14 @@ for P, idx in pairs(fast) do
         local g = ARGV[a + 4]
         groups[g] = (groups[g] or 0) + 1
         processed = processed + 1
+        local lk = ARGV[a + 6]
+        if lk ~= '' then
+          local f = freed[lk]
+          if not f then f = {}; freed[lk] = f end
+          f[#f + 1] = jid
+          -- The hash of a job that was parked before it ran (fetch.lua).
+          dels[#dels + 1] = 'stint:job:' .. jid
+        end
       else
         -- Changed since the fetch (a checkpoint wrote the job's hash): the
         -- same stint still holds it when the stint number matches, and the
@@ -86,6 +97,7 @@ for P, idx in pairs(fast) do
     end
   end
 end
+for k, jids in pairs(freed) do flow_stopped_many(k, jids, now) end
 for g, n in pairs(groups) do
   local started, queue, class = string.match(g, '^([^\n]*)\n([^\n]*)\n(.*)$')
   count_stint(delta, class or '', queue or '', 'processed', math.max(now - (tonumber(started) or now), 0), n)

@@ -139,26 +139,37 @@ end
 local started = tostring(now)
 -- Jobs with a limit start when Limit::admit says so (flow_admit, counting
 -- this fetch's starts), else are parked, out of the queue (lua/flow.lua).
+-- A job without a hash was never parked, so is not among its key's
+-- unparked jobs either. A job whose hash only says it was parked (never
+-- run, no checkpoint) starts fresh too ('L1'): its success takes
+-- complete.lua's fast path, which deletes that hash.
 local flow_seen, parked = {}, 0
 for k = 1, #pj do
   local jid, q = pj[k], pq[k]
   local stints, rec, cp, parent, fresh = '1', '0', '', '', '1'
+  local h
+  if known > 0 then
+    h = redis.call('HMGET', keys[k], 'stints', 'cp', 'recoveries', 'parent', 'state', 'pseq')
+    if h[1] or h[4] or h[5] then fresh = '0' end
+  end
   local limit, wait, until_ms = flow_limit(pp[k]), nil, nil
+  local hashed = h and (fresh == '0' or h[2] or h[3]) and true or false
   if limit then
-    redis.call('SREM', 'stint:limit-unparked:' .. limit.key, jid)
+    if hashed then
+      redis.call('SREM', 'stint:limit-unparked:' .. limit.key, jid)
+      if h[5] == 'enqueued' and h[6] and not (h[1] or h[2] or h[3] or h[4]) then fresh = '1' end
+    end
     wait, until_ms = flow_admit(flow_seen, limit, now)
   end
   if wait then
-    flow_park(jid, pp[k], q, limit, wait, until_ms)
+    flow_park(jid, pp[k], q, limit, wait, until_ms, flow_seen, hashed)
     parked = parked + 1
   else
-    if known > 0 then
-      local h = redis.call('HMGET', keys[k], 'stints', 'cp', 'recoveries', 'parent', 'state')
-      if h[1] or h[4] or h[5] then fresh = '0' end
+    if h then
       stints, cp, rec, parent = (tonumber(h[1]) or 0) + 1, h[2] or '', h[3] or '0', h[4] or ''
     end
     if limit then
-      fresh = 'L'
+      fresh = fresh == '1' and 'L1' or 'L'
       flow_started(flow_seen, limit, jid, stints, P, now)
     end
     local lease = lease_pack(stints, started, fid, parent, q, fresh, pc[k])

@@ -18,7 +18,9 @@
 -- payload and queue, blocked (limit | rate), bkey (the key), buntil (rate:
 -- until ms) and pseq (its park sequence, kept for a later park: a job
 -- parked again is as old as it was). A running job of a key has a lease
--- whose fresh field is 'L' (lease_unpack: L.limited).
+-- whose fresh field is 'L1' or 'L' (lease_unpack: L.limited), and its
+-- end frees its slot (flow_stopped, or flow_stopped_many for the fast
+-- path of complete.lua).
 
 -- The limit of a payload (its "stint" object's "limit", JobOptions' serde
 -- form), or nil. A payload without the word "limit" costs one search.
@@ -34,11 +36,28 @@ local function flow_limit(payload)
   return {key = l.key, conc = tonumber(l.concurrency), rate = rate, period = period}
 end
 
--- The key's limits as this job says them, for limits().
-local function flow_note(l)
+-- The key's limits as this job says them, for limits(). Written only
+-- when they differ from what is stored (read once per key and script
+-- call: `seen`, as flow_admit's), so a key's jobs that all say the same
+-- write nothing. stint:limit:KEY exists only while KEY is in
+-- stint:limit-keys (lua/unpark.lua forgets both).
+local function flow_note(seen, l)
+  local s = seen and seen[l.key]
+  if not s then
+    s = {}
+    if seen then seen[l.key] = s end
+  end
+  local said = tostring(l.conc or '') .. ' ' .. tostring(l.rate or '') .. ' ' .. tostring(l.period or '')
+  if s.noted == said then return end
+  if s.noted == nil then
+    local h = redis.call('HMGET', 'stint:limit:' .. l.key, 'concurrency', 'rate', 'period')
+    if h[1] then s.noted = h[1] .. ' ' .. (h[2] or '') .. ' ' .. (h[3] or '') end
+    if s.noted == said then return end
+  end
   redis.call('SADD', 'stint:limit-keys', l.key)
   redis.call('HSET', 'stint:limit:' .. l.key, 'concurrency', l.conc or '', 'rate', l.rate or '',
     'period', l.period or '')
+  s.noted = said
 end
 
 -- Mirrors Limit::admit (stint_core::model::flow) for one job of a fetch:
@@ -83,14 +102,15 @@ local function flow_started(seen, l, jid, stint, P, now)
     redis.call('ZREMRANGEBYSCORE', starts, '-inf', now - l.period)
     redis.call('PEXPIRE', starts, l.period)
   end
-  flow_note(l)
+  flow_note(seen, l)
 end
 
 -- Parks job `jid` (its payload taken from queue q) for `reason` of limit
--- `l` (until ms for a rate).
-local function flow_park(jid, payload, q, l, reason, until_ms)
+-- `l` (until ms for a rate); `seen` as flow_admit's; `hashed` false when
+-- the job is known to have no hash (no park sequence to keep).
+local function flow_park(jid, payload, q, l, reason, until_ms, seen, hashed)
   local key = 'stint:job:' .. jid
-  local seq = redis.call('HGET', key, 'pseq') or redis.call('INCR', 'stint:park-seq')
+  local seq = hashed ~= false and redis.call('HGET', key, 'pseq') or redis.call('INCR', 'stint:park-seq')
   redis.call('HSET', key, 'state', 'enqueued', 'payload', payload, 'queue', q, 'blocked', reason,
     'bkey', l.key, 'buntil', until_ms or '', 'pseq', seq)
   redis.call('SADD', 'stint:parked', jid)
@@ -100,7 +120,7 @@ local function flow_park(jid, payload, q, l, reason, until_ms)
     redis.call('ZADD', 'stint:rate-parked:' .. l.key, until_ms, jid)
     redis.call('ZADD', 'stint:rate-parked', until_ms, jid)
   end
-  flow_note(l)
+  flow_note(seen, l)
 end
 
 -- Takes job `jid` out of the parked jobs (an operator's command, or its
@@ -108,12 +128,12 @@ end
 local function flow_forget(jid)
   if redis.call('SREM', 'stint:parked', jid) == 0 then return nil end
   local key = 'stint:job:' .. jid
-  local h = redis.call('HMGET', key, 'payload', 'queue', 'bkey')
-  if h[3] then
-    redis.call('ZREM', 'stint:limit-parked:' .. h[3], jid)
-    redis.call('ZREM', 'stint:rate-parked:' .. h[3], jid)
+  local h = redis.call('HMGET', key, 'payload', 'queue', 'bkey', 'blocked')
+  if h[3] and h[4] ~= 'rate' then redis.call('ZREM', 'stint:limit-parked:' .. h[3], jid) end
+  if h[4] ~= 'limit' then
+    if h[3] then redis.call('ZREM', 'stint:rate-parked:' .. h[3], jid) end
+    redis.call('ZREM', 'stint:rate-parked', jid)
   end
-  redis.call('ZREM', 'stint:rate-parked', jid)
   redis.call('HDEL', key, 'blocked', 'bkey', 'buntil')
   return h[1] or '', h[2], h[3]
 end
@@ -141,4 +161,17 @@ local function flow_stopped(jid, payload, now)
   if redis.call('HDEL', 'stint:limit-running:' .. l.key, jid) == 0 then return end
   local oldest = redis.call('ZRANGE', 'stint:limit-parked:' .. l.key, 0, 0)[1]
   if oldest then flow_unpark(oldest, now) end
+end
+
+-- Running jobs `jids` of key `k` stop running (complete.lua's fast path,
+-- many at once): as many of the key's oldest jobs parked for a slot as
+-- were running are unparked, the oldest at the head of its queue.
+local function flow_stopped_many(k, jids, now)
+  local n = 0
+  for s = 1, #jids, 1000 do
+    n = n + redis.call('HDEL', 'stint:limit-running:' .. k, unpack(jids, s, math.min(s + 999, #jids)))
+  end
+  if n == 0 then return end
+  local oldest = redis.call('ZRANGE', 'stint:limit-parked:' .. k, 0, n - 1)
+  for i = #oldest, 1, -1 do flow_unpark(oldest[i], now) end
 end

@@ -40,8 +40,8 @@ end
 -- class" (the fence every write of the stint is checked against); its
 -- payload is in the hash stint:payloads:PROCESS. Fresh: the job has no
 -- hash (its first stint, nothing recorded about it yet), so that a success
--- can be recorded in one string. 'L' instead: the job counts towards a
--- key's limits (lua/flow.lua), its end goes the long way.
+-- can be recorded in one string ('0': it has a hash). A job that counts
+-- towards a key's limits (lua/flow.lua) has 'L1' (fresh) or 'L' instead.
 local function lease_pack(stint, started, fid, parent, queue, fresh, class)
   return stint .. '\n' .. started .. '\n' .. fid .. '\n' .. parent .. '\n' .. queue .. '\n' ..
     fresh .. '\n' .. class
@@ -53,7 +53,8 @@ local function lease_unpack(v)
     string.match(v, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n(.*)$')
   if not stint then return nil end
   return {stint = stint, started = tonumber(started) or 0, fid = fid, parent = parent,
-    queue = queue, fresh = fresh == '1', limited = fresh == 'L', class = class}
+    queue = queue, fresh = fresh == '1' or fresh == 'L1', limited = string.byte(fresh) == 76,
+    class = class}
 end
 
 local function lease_payload(P, jid)
@@ -70,7 +71,7 @@ end
 local function unfresh(P, jid, L)
   if L.fresh then
     redis.call('HSET', 'stint:leases:' .. P, jid,
-      lease_pack(L.stint, L.started, L.fid, L.parent, L.queue, '0', L.class))
+      lease_pack(L.stint, L.started, L.fid, L.parent, L.queue, L.limited and 'L' or '0', L.class))
   end
 end
 
