@@ -253,11 +253,20 @@ async fn finish(
         let mut next = || meta.next().unwrap_or_default().to_owned();
         let (stints, recoveries, queue, leased_as, cp) = (next(), next(), next(), next(), next());
         let stints: u32 = stints.parse().unwrap_or(1);
+        // Its start as the script that leased it wrote it in the lease
+        // (lua/prelude.lua, lease_pack: "stint NL started NL ..."), which is
+        // also the time a rate window counted: one fetch may run several
+        // scripts, and `now` is the last one's.
+        let started: i64 = lease_entry
+            .split('\n')
+            .nth(1)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(now);
         let mut hash = Hash::default();
         hash.0.insert("cp".into(), cp);
         hash.0.insert("recoveries".into(), recoveries);
         hash.0.insert("stints".into(), stints.to_string());
-        hash.0.insert("started".into(), now.to_string());
+        hash.0.insert("started".into(), started.to_string());
         hash.0.insert("process".into(), process.to_owned());
         // The script found a jid and a class; a payload that still does not
         // read as a job (its only "jid" nested in its args, say) goes to
@@ -282,7 +291,7 @@ async fn finish(
                 stint: stints,
                 payload,
                 queue,
-                started_ms: now,
+                started_ms: started,
                 lease: lease_entry,
                 limit_key: job.options.limit.as_ref().map(|l| l.key.clone()),
             },

@@ -169,3 +169,39 @@ async fn a_fetch_that_parks_jobs_goes_on_to_the_jobs_behind_them() {
         "a fetch of 2 leases the one job k allows and the job behind the four it parks"
     );
 }
+
+/// A fetch larger than one script's share runs several scripts: each job's
+/// recorded start is the time its own script leased it, the time its key's
+/// rate window counted (a job given a later script's time would look as if
+/// it started after the window let the next jobs in).
+#[tokio::test]
+async fn a_stint_start_is_recorded_as_its_rate_window_counted_it() {
+    let server = RedisServer::start().expect("private redis-server");
+    let (store, mut conn) = store(&server).await;
+    let r = Limit::key("r").rate(100_000, std::time::Duration::from_secs(60));
+    let p = register_for(&store, &[Q], LONG_TTL).await;
+    let pushed = push_each(&store, (1..=1_500).map(|n| limited(&r, n)).collect()).await;
+    let got = fetch(&store, &p, Q, 1_500).await;
+    assert_eq!(got.len(), 1_500, "the rate lets them all start");
+    let ends = got
+        .iter()
+        .map(|l| stint_core::store::Completion {
+            lease: l.lease.clone(),
+            checkpoint: Some(Default::default()),
+            outcome: Outcome::Succeeded { result: None },
+        })
+        .collect();
+    assert!(store.complete(ends).await.expect("complete").is_empty());
+    for jid in &pushed {
+        let counted: f64 = conn
+            .zscore("stint:limit-starts:r", format!("{jid}#1"))
+            .await
+            .unwrap();
+        let history = detail(&store, jid).await.history;
+        assert_eq!(
+            history.iter().map(|s| s.started_at_ms).collect::<Vec<_>>(),
+            vec![counted as i64],
+            "{jid}: the start its rate window counted"
+        );
+    }
+}
