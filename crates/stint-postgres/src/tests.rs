@@ -81,3 +81,43 @@ async fn a_push_reusing_a_jid_is_a_duplicate_and_stores_nothing() {
         "nothing stored"
     );
 }
+
+/// The limited fetch's candidates are looked up by jid even when the
+/// planner's statistics say the queue is empty (analyzed before a bulk
+/// push): not by a walk of the fetch index over every enqueued job.
+#[tokio::test]
+async fn limited_candidates_are_read_by_jid_with_stale_statistics() {
+    let url = server().fresh_database().unwrap();
+    let store = PgStore::open(&format!("{url}?idle_wait_ms=0")).unwrap();
+    migrate(&store).await.unwrap();
+    let client = store.client().await.unwrap();
+    client.batch_execute("ANALYZE stint_jobs").await.unwrap();
+    let jobs: Vec<_> = (0..3000).map(|n| job_in("default", n)).collect();
+    store.push(jobs.clone()).await.unwrap();
+    let jids: Vec<&str> = jobs[..10].iter().map(|j| j.jid.as_str()).collect();
+    let plan: Vec<String> = client
+        .query(
+            &format!("EXPLAIN {}", crate::limits::CANDIDATES_SQL),
+            &[&jids],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("stint_jobs_pkey"), "{plan}");
+    assert!(!plan.contains("stint_jobs_fetch"), "{plan}");
+    let lease: Vec<String> = client
+        .query(
+            &format!("EXPLAIN {}", &*crate::limits::LEASE_SQL),
+            &[&"p", &jids, &"t"],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lease = lease.join("\n");
+    assert!(lease.contains("stint_jobs_pkey"), "{lease}");
+}

@@ -1,6 +1,7 @@
 //! Records the ends of stints in the store, in batches: one round trip for
 //! many completions when jobs are short, at once when they are not.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ pub(crate) struct Done {
     pub(crate) completion: Option<Completion>,
     /// Held until the end is recorded (see `fetch_loop`).
     pub(crate) backlog: OwnedSemaphorePermit,
+    /// The job counts towards a key's limit.
+    pub(crate) limited: bool,
 }
 
 const MAX_BATCH: usize = 512;
@@ -31,6 +34,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
     let mut handed_back = 0u64;
     let mut batch: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     let mut permits = Vec::with_capacity(MAX_BATCH);
+    let mut limited = false;
     loop {
         let first = tokio::select! {
             biased;
@@ -43,6 +47,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
         let mut take = |d: Done, batch: &mut Vec<Completion>| {
             stints += 1;
             permits.push(d.backlog);
+            limited |= d.limited;
             match d.completion {
                 Some(c) => {
                     if matches!(c.outcome, Outcome::Requeue { .. }) {
@@ -66,6 +71,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
             record(&shared, std::mem::take(&mut batch)).await;
         }
         permits.clear();
+        if std::mem::take(&mut limited) {
+            shared.limit_freed.store(true, Ordering::SeqCst);
+        }
         shared.wake.notify_one();
     }
     (stints, handed_back)

@@ -12,6 +12,14 @@
 //! a job waits in the queue, where any process can take it, not behind this
 //! process's busy slots. A buffered job that has not started within
 //! `PREFETCH_HOLD` is handed back to the head of its queue.
+//!
+//! Jobs with a concurrency limit are buffered less (at most as many as
+//! there are slots): a buffered job holds its key's slot, and a process
+//! that buffered deeply would have the store park the jobs behind it, each
+//! a write to park and another to unpark, and keep other processes from
+//! the key. When a limited job's end is recorded the fetcher fetches at
+//! once, without waiting out its idle poll: the store may have unparked a
+//! job of the key.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -89,6 +97,8 @@ struct Fetcher {
     /// leases it has finished.
     unrecorded: Arc<Semaphore>,
     buffer: VecDeque<Buffered>,
+    /// The last jobs fetched included jobs with a concurrency limit.
+    limited: bool,
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done>) {
@@ -97,6 +107,7 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
         slots: Arc::new(Semaphore::new(cfg.concurrency)),
         unrecorded: Arc::new(Semaphore::new((cfg.concurrency * 4).max(64) + cfg.prefetch)),
         buffer: VecDeque::new(),
+        limited: false,
         done_tx,
         shared: shared.clone(),
     };
@@ -124,7 +135,13 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
             && !shared.fenced.load(Ordering::SeqCst)
         {
             let now = Instant::now();
-            let target = pace.target(&shared);
+            if shared.limit_freed.swap(false, Ordering::SeqCst) {
+                not_before = not_before.min(now);
+            }
+            let mut target = pace.target(&shared);
+            if f.limited {
+                target = target.min(cfg.concurrency);
+            }
             let want = (f.slots.available_permits() + target)
                 .saturating_sub(f.buffer.len())
                 .min(f.unrecorded.available_permits());
@@ -197,6 +214,13 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
     f.stop_running().await;
 }
 
+fn has_concurrency_limit(job: &crate::model::JobRecord) -> bool {
+    job.options
+        .limit
+        .as_ref()
+        .is_some_and(|l| l.concurrency.is_some())
+}
+
 fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
     Some(a.map_or(b, |a| a.min(b)))
 }
@@ -221,6 +245,9 @@ impl Fetcher {
     /// them from now on.
     fn take(&mut self, jobs: Vec<Leased>) {
         let now = Instant::now();
+        if !jobs.is_empty() {
+            self.limited = jobs.iter().any(|l| has_concurrency_limit(&l.job));
+        }
         for leased in jobs {
             let backlog = self
                 .unrecorded
@@ -249,6 +276,7 @@ impl Fetcher {
                 return;
             };
             let b = self.buffer.pop_front().expect("not empty");
+            let limited = has_concurrency_limit(&b.leased.job);
             let shared = self.shared.clone();
             let tx = self.done_tx.clone();
             shared.busy.fetch_add(1, Ordering::SeqCst);
@@ -262,6 +290,7 @@ impl Fetcher {
                     jid,
                     completion,
                     backlog: b.backlog,
+                    limited,
                 });
                 drop(slot);
                 shared.wake.notify_one();
@@ -299,10 +328,12 @@ impl Fetcher {
         let jid = b.leased.job.jid.clone();
         self.shared.running.lock().unwrap().remove(&jid);
         tracing::debug!(%jid, reason, "buffered job handed back");
+        let limited = has_concurrency_limit(&b.leased.job);
         let _ = self.done_tx.send(Done {
             jid,
             completion: executor::unstarted(b.leased.lease, &b.signal, reason),
             backlog: b.backlog,
+            limited,
         });
     }
 

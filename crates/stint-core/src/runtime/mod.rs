@@ -271,6 +271,7 @@ impl WorkerBuilder {
                 renewed: Mutex::new(std::time::Instant::now()),
                 fenced: AtomicBool::new(false),
                 wake: Notify::new(),
+                limit_freed: AtomicBool::new(false),
             }),
         }
     }
@@ -305,6 +306,10 @@ pub(crate) struct Shared {
     pub(crate) fenced: AtomicBool,
     /// Wakes the fetcher (quiet lifted, slot freed).
     pub(crate) wake: Notify,
+    /// The end of a stint of a job with a limit was recorded: its key has a
+    /// slot again, and the store may have unparked a job for it, so the
+    /// fetcher need not wait out its idle poll.
+    pub(crate) limit_freed: AtomicBool,
 }
 
 /// After the shutdown timeout, how long a stopping worker goes on trying to
