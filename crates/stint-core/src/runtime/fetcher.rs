@@ -13,11 +13,11 @@
 //! process's busy slots. A buffered job that has not started within
 //! `PREFETCH_HOLD` is handed back to the head of its queue.
 //!
-//! Jobs with a concurrency limit are buffered less (at most as many as
-//! there are slots): a buffered job holds its key's slot, and a process
-//! that buffered deeply would have the store park the jobs behind it, each
-//! a write to park and another to unpark, and keep other processes from
-//! the key. When a limited job's end is recorded the fetcher fetches at
+//! Jobs with a concurrency limit are buffered less (at most
+//! `LIMITED_PREFETCH_PER_SLOT` per slot): a buffered job holds its key's
+//! slot, and a process that buffered deeply would have the store park the
+//! jobs behind it, each a write to park and another to unpark, and keep
+//! other processes from the key. When a limited job's end is recorded the fetcher fetches at
 //! once, without waiting out its idle poll: the store may have unparked a
 //! job of the key.
 
@@ -41,6 +41,8 @@ use super::{executor, trouble, Shared};
 const PREFETCH_HORIZON: Duration = Duration::from_millis(10);
 /// The stint-end rate is measured over windows of this length.
 const RATE_WINDOW: Duration = Duration::from_millis(20);
+/// Jobs with a concurrency limit are buffered at most this many per slot.
+const LIMITED_PREFETCH_PER_SLOT: usize = 4;
 /// A buffered job not started within this long goes back to its queue.
 const PREFETCH_HOLD: Duration = Duration::from_millis(250);
 
@@ -140,7 +142,7 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
             }
             let mut target = pace.target(&shared);
             if f.limited {
-                target = target.min(cfg.concurrency);
+                target = target.min(cfg.concurrency * LIMITED_PREFETCH_PER_SLOT);
             }
             let want = (f.slots.available_permits() + target)
                 .saturating_sub(f.buffer.len())
