@@ -14,6 +14,8 @@
 //! ahead of the first limited one in one statement, and an end frees a
 //! slot only when the job had a key.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, OptionalExtension};
 use stint_core::model::{Admit, Blocked, Jid, JobOptions, JobState, KeyInfo, Limit, WaitReason};
 use stint_core::{StoreError, StoreResult};
@@ -70,64 +72,117 @@ pub(crate) fn hold(tx: &Connection, key: &str, jid: &Jid) -> StoreResult<()> {
 
 // ---- limits at fetch ----
 
-/// The first unparked enqueued job of `queue` that has a limit: its jid and
-/// limit.
-pub(crate) fn next_limited(tx: &Connection, queue: &str) -> StoreResult<Option<(String, Limit)>> {
-    let row: Option<(String, Option<String>)> = query_row(
-        tx,
-        "SELECT jid, json_extract(options, '$.limit') FROM stint_jobs
-         WHERE state = 'enqueued' AND blocked IS NULL AND limit_key IS NOT NULL AND queue = ?1
-         ORDER BY seq LIMIT 1",
-        [queue],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
-    .map_err(db_err)?;
-    let Some((jid, limit)) = row else {
-        return Ok(None);
-    };
-    let limit = limit
-        .ok_or_else(|| format!("job {jid}: a limit key is stored but its options have no limit"))
-        .and_then(|text| {
-            serde_json::from_str::<Limit>(&text)
-                .map_err(|e| format!("job {jid}: stored limit is not valid: {e}"))
+/// The first `n` ready (unparked, enqueued) jobs of `queue` in queue
+/// order: their jids and, for those with a key, their limits.
+pub(crate) fn next_ready(
+    tx: &Connection,
+    queue: &str,
+    n: usize,
+) -> StoreResult<Vec<(String, Option<Limit>)>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT jid, CASE WHEN limit_key IS NOT NULL THEN json_extract(options, '$.limit') END
+             FROM stint_jobs
+             WHERE state = 'enqueued' AND blocked IS NULL AND queue = ?1
+             ORDER BY seq LIMIT ?2",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![queue, n as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
         })
-        .map_err(StoreError::Corrupt)?;
-    Ok(Some((jid, limit)))
+        .map_err(db_err)?;
+    let rows: Vec<(String, Option<String>)> = rows.collect::<Result<_, _>>().map_err(db_err)?;
+    rows.into_iter()
+        .map(|(jid, limit)| {
+            let limit = limit
+                .map(|text| {
+                    serde_json::from_str::<Limit>(&text).map_err(|e| {
+                        StoreError::Corrupt(format!("job {jid}: stored limit is not valid: {e}"))
+                    })
+                })
+                .transpose()?;
+            Ok((jid, limit))
+        })
+        .collect()
 }
 
-/// Applies `Limit::admit` to the job `jid` at `now`, counting the key's
-/// running jobs and its stint starts inside the rate's window (leases made
-/// earlier in the same transaction included). True: lease it now. False:
-/// it was parked.
-pub(crate) fn admit(tx: &Connection, jid: &str, limit: &Limit, now: i64) -> StoreResult<bool> {
-    let running: i64 = if limit.concurrency.is_some() {
-        query_row(
+/// One fetch's judge of jobs with limits (`Limit::admit`): each key's
+/// running count and recent stint starts are read once per fetch, then
+/// kept up to date with the fetch's own admissions, so that a batch of
+/// limited jobs costs a read per key, not several statements per job.
+pub(crate) struct Admission {
+    now: i64,
+    running: HashMap<String, u64>,
+    starts: HashMap<(String, u64), Vec<i64>>,
+}
+
+impl Admission {
+    /// A judge for a fetch at `now`.
+    pub(crate) fn new(now: i64) -> Self {
+        Admission {
+            now,
+            running: HashMap::new(),
+            starts: HashMap::new(),
+        }
+    }
+
+    /// Judges the job `jid` with `limit`. True: it may start now (its
+    /// start is recorded for the key's rate; the caller leases it). False:
+    /// it was parked.
+    pub(crate) fn judge(&mut self, tx: &Connection, jid: &str, limit: &Limit) -> StoreResult<bool> {
+        let now = self.now;
+        let running = match limit.concurrency {
+            Some(_) => match self.running.get(&limit.key) {
+                Some(n) => *n,
+                None => {
+                    let n: i64 = query_row(
+                        tx,
+                        "SELECT COUNT(*) FROM stint_jobs WHERE limit_key = ?1 AND state = 'running'",
+                        [&limit.key],
+                        |r| r.get(0),
+                    )
+                    .map_err(db_err)?;
+                    self.running.insert(limit.key.clone(), n.max(0) as u64);
+                    n.max(0) as u64
+                }
+            },
+            None => 0,
+        };
+        let window = limit.rate.map(|r| (limit.key.clone(), r.period_ms));
+        let starts = match &window {
+            Some(w) => match self.starts.get(w) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = recent_starts(tx, &limit.key, now - w.1 as i64, now)?;
+                    self.starts.insert(w.clone(), s.clone());
+                    s
+                }
+            },
+            None => Vec::new(),
+        };
+        let (reason, until) = match limit.admit(running, &starts, now) {
+            Admit::Start => {
+                if limit.concurrency.is_some() {
+                    *self.running.entry(limit.key.clone()).or_default() += 1;
+                }
+                if let Some(w) = window {
+                    self.starts.entry(w).or_default().push(now);
+                    started(tx, limit, now)?;
+                }
+                return Ok(true);
+            }
+            Admit::Wait(reason) => (reason, None),
+            Admit::WaitUntil(t) => (WaitReason::Rate, Some(t)),
+        };
+        exec(
             tx,
-            "SELECT COUNT(*) FROM stint_jobs WHERE limit_key = ?1 AND state = 'running'",
-            [&limit.key],
-            |r| r.get(0),
+            "UPDATE stint_jobs SET blocked = ?2, blocked_until = ?3 WHERE jid = ?1",
+            params![jid, reason.as_str(), until],
         )
-        .map_err(db_err)?
-    } else {
-        0
-    };
-    let starts = match limit.rate {
-        Some(rate) => recent_starts(tx, &limit.key, now - rate.period_ms as i64, now)?,
-        None => Vec::new(),
-    };
-    let (reason, until) = match limit.admit(running as u64, &starts, now) {
-        Admit::Start => return Ok(true),
-        Admit::Wait(reason) => (reason, None),
-        Admit::WaitUntil(t) => (WaitReason::Rate, Some(t)),
-    };
-    exec(
-        tx,
-        "UPDATE stint_jobs SET blocked = ?2, blocked_until = ?3 WHERE jid = ?1",
-        params![jid, reason.as_str(), until],
-    )
-    .map_err(db_err)?;
-    Ok(false)
+        .map_err(db_err)?;
+        Ok(false)
+    }
 }
 
 /// The key's stint starts after `from`; the starts whose windows have
@@ -150,7 +205,7 @@ fn recent_starts(tx: &Connection, key: &str, from: i64, now: i64) -> StoreResult
 
 /// Records a stint start of a job with `limit` at `now`, for its key's
 /// rate window (kept until the window has passed it).
-pub(crate) fn started(tx: &Connection, limit: &Limit, now: i64) -> StoreResult<()> {
+fn started(tx: &Connection, limit: &Limit, now: i64) -> StoreResult<()> {
     let Some(rate) = limit.rate else {
         return Ok(());
     };

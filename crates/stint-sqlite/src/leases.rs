@@ -14,11 +14,12 @@ use crate::flow;
 use crate::rows::{job_from_row, JOB_COLUMNS, JOB_COLUMN_COUNT};
 
 /// Leases up to `limit` jobs from `queues`. Per queue, one statement leases
-/// the ready jobs ahead of the first one with a limit; that one is put to
-/// `Limit::admit` (leased, or parked) and the queue is read on from there
-/// (up to `JUDGED_PER_FETCH` judged jobs in all).
-/// Jobs without a limit are leased as before flow control: no statement of
-/// their own.
+/// the ready jobs ahead of the first one with a limit; from there the next
+/// ready jobs are read in queue order and the limited ones put to
+/// `Limit::admit` (`flow::Admission`: leased, or parked), and the admitted
+/// leased in one statement; then the queue is read on (up to
+/// `JUDGED_PER_FETCH` judged jobs in all). Jobs without a limit are leased
+/// as before flow control: no statement of their own.
 pub fn fetch(
     tx: &Connection,
     process: &str,
@@ -35,6 +36,7 @@ pub fn fetch(
         rows.collect::<Result<_, _>>().map_err(db_err)?
     };
     let now = now_ms();
+    let mut admission = flow::Admission::new(now);
     let mut out = Vec::new();
     let mut judged = 0;
     for queue in queues {
@@ -54,24 +56,36 @@ pub fn fetch(
                 now,
                 &mut out,
             )?;
-            if taken == want || judged == JUDGED_PER_FETCH {
+            if taken == want || judged >= JUDGED_PER_FETCH {
                 break;
             }
             // The queue ended, or its next ready job has a limit.
-            let Some((jid, job_limit)) = flow::next_limited(tx, queue)? else {
+            let ready = flow::next_ready(tx, queue, (want - taken).min(JUDGED_PER_FETCH - judged))?;
+            if ready.is_empty() {
                 break;
-            };
-            judged += 1;
-            if flow::admit(tx, &jid, &job_limit, now)? {
+            }
+            let mut admitted: Vec<String> = Vec::with_capacity(ready.len());
+            for (jid, job_limit) in ready {
+                match job_limit {
+                    None => admitted.push(jid),
+                    Some(job_limit) => {
+                        judged += 1;
+                        if admission.judge(tx, &jid, &job_limit)? {
+                            admitted.push(jid);
+                        }
+                    }
+                }
+            }
+            if !admitted.is_empty() {
+                let listed = serde_json::to_string(&admitted).expect("jids serialize");
                 take(
                     tx,
-                    &LEASE_ONE,
-                    params![process, now, jid],
+                    &LEASE_LISTED,
+                    params![process, now, listed],
                     process,
                     now,
                     &mut out,
                 )?;
-                flow::started(tx, &job_limit, now)?;
             }
         }
     }
@@ -103,9 +117,11 @@ static LEASE_READY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Leases the job ?3 (admitted by its limit).
-static LEASE_ONE: LazyLock<String> =
-    LazyLock::new(|| format!("{LEASE} WHERE jid = ?3 RETURNING {JOB_COLUMNS}, seq"));
+/// Leases the jobs listed in ?3, a JSON array of jids (read ready in this
+/// transaction, and admitted by their limits).
+static LEASE_LISTED: LazyLock<String> = LazyLock::new(|| {
+    format!("{LEASE} WHERE jid IN (SELECT value FROM json_each(?3)) RETURNING {JOB_COLUMNS}, seq")
+});
 
 /// Runs a lease statement, records each leased job's stint start in its
 /// history, and appends the leases to `out` in queue order. Returns how
@@ -218,6 +234,16 @@ pub(crate) mod tests {
             "the first limited job is found by its index:\n{lease}"
         );
         assert!(!lease.contains("SCAN"), "no scan in the lease:\n{lease}");
+        let listed = plan(&conn, &LEASE_LISTED);
+        assert!(
+            listed.contains("INDEX sqlite_autoindex_stint_jobs_1 (jid=?)")
+                || listed.contains("USING PRIMARY KEY (jid=?)"),
+            "the admitted jobs are leased by jid:\n{listed}"
+        );
+        assert!(
+            !listed.contains("SCAN stint_jobs"),
+            "no scan of the jobs:\n{listed}"
+        );
         let unpark = plan(
             &conn,
             "SELECT jid FROM stint_jobs WHERE blocked = 'limit' AND limit_key = 'k' ORDER BY seq LIMIT 1",
