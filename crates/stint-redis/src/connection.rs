@@ -279,19 +279,61 @@ impl RedisStore {
         running.insert(jid.clone(), run);
     }
 
-    /// What this store fetched for `jid` in stint `stint`.
+    /// What this store fetched for `jid` in stint `stint`. What it holds
+    /// for another stint of the job stays: the end of an earlier stint
+    /// recorded late (after a replayed fetch handed out a newer one) must
+    /// not take the newer stint's entry, which its own end needs.
     pub(crate) fn take_running(&self, jid: &Jid, stint: u32) -> Option<Running> {
         let mut running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
-        match running.remove(jid) {
-            Some(run) if run.stint == stint => Some(run),
+        match running.get(jid) {
+            Some(run) if run.stint == stint => running.remove(jid),
             _ => None,
         }
+    }
+
+    /// Forgets whatever this store fetched for `jid` (the job was recovered:
+    /// no stint of this process will record an end).
+    pub(crate) fn forget_running(&self, jid: &Jid) {
+        let mut running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.remove(jid);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_end_of_an_earlier_stint_leaves_a_newer_stints_entry() {
+        let server = stint_testkit::redis::RedisServer::start().expect("redis-server");
+        let store = RedisStore::connect(&server.url()).await.expect("a store");
+        let jid = Jid::new();
+        let run = |stint| Running {
+            stint,
+            payload: String::new(),
+            queue: "default".into(),
+            started_ms: 0,
+            lease: String::new(),
+            limit_key: None,
+        };
+        store.remember_running(&jid, run(2));
+        assert!(
+            store.take_running(&jid, 1).is_none(),
+            "stint 1 was not fetched here"
+        );
+        assert_eq!(
+            store.take_running(&jid, 2).map(|r| r.stint),
+            Some(2),
+            "stint 2's entry stayed"
+        );
+        assert!(store.take_running(&jid, 2).is_none(), "taken once");
+        store.remember_running(&jid, run(3));
+        store.forget_running(&jid);
+        assert!(
+            store.take_running(&jid, 3).is_none(),
+            "forgotten on recovery"
+        );
+    }
 
     #[test]
     fn stint_options_come_off_the_url() {

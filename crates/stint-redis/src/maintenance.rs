@@ -85,7 +85,7 @@ pub(crate) async fn recover_orphans(
         let field = |i: usize| r.get(i).map(text).unwrap_or_default();
         let jid = Jid::parse(&field(0)).map_err(StoreError::Corrupt)?;
         let state: JobState = field(4).parse().map_err(StoreError::Corrupt)?;
-        s.take_running(&jid, u32::MAX);
+        s.forget_running(&jid);
         out.push(Recovered {
             jid,
             kind: field(1),
