@@ -95,29 +95,25 @@ async fn limited_candidates_are_read_by_jid_with_stale_statistics() {
     let jobs: Vec<_> = (0..3000).map(|n| job_in("default", n)).collect();
     store.push(jobs.clone()).await.unwrap();
     let jids: Vec<&str> = jobs[..10].iter().map(|j| j.jid.as_str()).collect();
-    let plan: Vec<String> = client
-        .query(
-            &format!("EXPLAIN {}", crate::limits::CANDIDATES_SQL),
-            &[&jids],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = explain(&client, crate::limits::CANDIDATES_SQL, &[&jids]).await;
     assert!(plan.contains("stint_jobs_pkey"), "{plan}");
     assert!(!plan.contains("stint_jobs_fetch"), "{plan}");
-    let lease: Vec<String> = client
-        .query(
-            &format!("EXPLAIN {}", &*crate::limits::LEASE_SQL),
-            &[&"p", &jids, &"t"],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let lease = lease.join("\n");
+    let lease = explain(&client, &crate::limits::LEASE_SQL, &[&"p", &jids, &"t"]).await;
     assert!(lease.contains("stint_jobs_pkey"), "{lease}");
+}
+
+/// The plan PostgreSQL makes for `sql` with `params`, one line per step.
+async fn explain(
+    client: &deadpool_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> String {
+    let rows = client
+        .query(&format!("EXPLAIN {sql}"), params)
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
