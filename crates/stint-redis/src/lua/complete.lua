@@ -97,7 +97,12 @@ for P, idx in pairs(fast) do
     end
   end
 end
-for k, jids in pairs(freed) do flow_stopped_many(k, jids, now) end
+-- One read for all keys: with no job parked anywhere (the common case),
+-- no key has one to unpark.
+if next(freed) then
+  local none_parked = redis.call('SCARD', 'stint:parked') == 0
+  for k, jids in pairs(freed) do flow_stopped_many(k, jids, now, none_parked) end
+end
 for g, n in pairs(groups) do
   local started, queue, class = string.match(g, '^([^\n]*)\n([^\n]*)\n(.*)$')
   count_stint(delta, class or '', queue or '', 'processed', math.max(now - (tonumber(started) or now), 0), n)

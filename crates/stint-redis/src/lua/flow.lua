@@ -166,12 +166,15 @@ end
 -- Running jobs `jids` of key `k` stop running (complete.lua's fast path,
 -- many at once): as many of the key's oldest jobs parked for a slot as
 -- were running are unparked, the oldest at the head of its queue.
-local function flow_stopped_many(k, jids, now)
+-- `none_parked`: the caller knows stint:parked is empty, so no key has a
+-- job to unpark (a job parked for a slot is in stint:parked until
+-- flow_forget takes it out of both), and the key's parked jobs are not read.
+local function flow_stopped_many(k, jids, now, none_parked)
   local n = 0
   for s = 1, #jids, 1000 do
     n = n + redis.call('HDEL', 'stint:limit-running:' .. k, unpack(jids, s, math.min(s + 999, #jids)))
   end
-  if n == 0 then return end
+  if n == 0 or none_parked then return end
   local oldest = redis.call('ZRANGE', 'stint:limit-parked:' .. k, 0, n - 1)
   for i = #oldest, 1, -1 do flow_unpark(oldest[i], now) end
 end
