@@ -30,9 +30,12 @@ local function flow_limit(payload)
   if not ok or type(job) ~= 'table' or type(job.stint) ~= 'table' then return nil end
   local l = job.stint.limit
   if type(l) ~= 'table' or type(l.key) ~= 'string' then return nil end
-  local r = type(l.rate) == 'table' and l.rate or {}
-  local rate, period = tonumber(r.limit), tonumber(r.period_ms)
-  if not (rate and period) then rate, period = nil, nil end
+  local rate, period
+  local r = l.rate
+  if type(r) == 'table' then
+    rate, period = tonumber(r.limit), tonumber(r.period_ms)
+    if not (rate and period) then rate, period = nil, nil end
+  end
   return {key = l.key, conc = tonumber(l.concurrency), rate = rate, period = period}
 end
 
@@ -47,7 +50,8 @@ local function flow_note(seen, l)
     s = {}
     if seen then seen[l.key] = s end
   end
-  local said = tostring(l.conc or '') .. ' ' .. tostring(l.rate or '') .. ' ' .. tostring(l.period or '')
+  -- (A number is concatenated as tostring writes it.)
+  local said = (l.conc or '') .. ' ' .. (l.rate or '') .. ' ' .. (l.period or '')
   if s.noted == said then return end
   if s.noted == nil then
     local h = redis.call('HMGET', 'stint:limit:' .. l.key, 'concurrency', 'rate', 'period')
