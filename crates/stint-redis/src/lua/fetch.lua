@@ -102,9 +102,9 @@ end
 -- that job: it is kept as a dead job of its own (lua/jids.lua). Only its
 -- own top-level jid counts: a payload whose only "jid" is nested is
 -- malformed.
-local taken, keys, known = taken_jids(pj, pc, pq, pp)
+local taken, _, _, hashes = taken_jids(pj, pc, pq, pp)
 if next(taken) then
-  local kj, kc, kq, kp = {}, {}, {}, {}
+  local kj, kc, kq, kp, kh = {}, {}, {}, {}, hashes and {}
   for k = 1, #pj do
     if taken[k] then
       local ok, job = pcall(cjson.decode, pp[k])
@@ -116,25 +116,18 @@ if next(taken) then
     else
       local n = #kj + 1
       kj[n], kc[n], kq[n], kp[n] = pj[k], pc[k], pq[k], pp[k]
+      if kh then kh[n] = hashes[k] end
     end
   end
-  pj, pc, pq, pp = kj, kc, kq, kp
-  keys, known = nil, nil
+  pj, pc, pq, pp, hashes = kj, kc, kq, kp, kh
 end
 -- A payload without "queue" belongs to the queue it came from.
 for k = 1, #pp do pp[k] = with_queue(pp[k], pq[k]) end
 
 -- Jobs with a hash have run before (or were paused, split...): their
--- stints so far, checkpoint and recoveries are read. One EXISTS tells
--- when none has, as for a queue of new jobs (taken_jids counted them
--- already, unless it took some payloads out).
-if not keys then
-  keys, known = {}, 0
-  for k = 1, #pj do keys[k] = 'stint:job:' .. pj[k] end
-  for s = 1, #keys, 1000 do
-    known = known + redis.call('EXISTS', unpack(keys, s, math.min(s + 999, #keys)))
-  end
-end
+-- stints so far, checkpoint and recoveries were read by taken_jids
+-- (`hashes`, nil when none of the batch has a hash, as for a queue of new
+-- jobs: one EXISTS told).
 -- `now` as text once (a number is formatted anew at each concatenation).
 local started = tostring(now)
 -- Jobs with a limit start when Limit::admit says so (flow_admit, counting
@@ -147,17 +140,15 @@ local flow_seen, parked = {}, 0
 for k = 1, #pj do
   local jid, q = pj[k], pq[k]
   local stints, rec, cp, parent, fresh = '1', '0', '', '', '1'
-  local h
-  if known > 0 then
-    h = redis.call('HMGET', keys[k], 'stints', 'cp', 'recoveries', 'parent', 'state', 'pseq')
-    if h[1] or h[4] or h[5] then fresh = '0' end
-  end
+  -- h: state, payload, kind, stints, cp, recoveries, parent, pseq
+  local h = hashes and hashes[k]
+  if h and (h[4] or h[7] or h[1]) then fresh = '0' end
   local limit, wait, until_ms = flow_limit(pp[k]), nil, nil
-  local hashed = h and (fresh == '0' or h[2] or h[3]) and true or false
+  local hashed = h and (fresh == '0' or h[5] or h[6]) and true or false
   if limit then
     if hashed then
       redis.call('SREM', 'stint:limit-unparked:' .. limit.key, jid)
-      if h[5] == 'enqueued' and h[6] and not (h[1] or h[2] or h[3] or h[4]) then fresh = '1' end
+      if h[1] == 'enqueued' and h[8] and not (h[4] or h[5] or h[6] or h[7]) then fresh = '1' end
     end
     wait, until_ms = flow_admit(flow_seen, limit, now)
   end
@@ -166,7 +157,7 @@ for k = 1, #pj do
     parked = parked + 1
   else
     if h then
-      stints, cp, rec, parent = (tonumber(h[1]) or 0) + 1, h[2] or '', h[3] or '0', h[4] or ''
+      stints, cp, rec, parent = (tonumber(h[4]) or 0) + 1, h[5] or '', h[6] or '0', h[7] or ''
     end
     if limit then
       fresh = fresh == '1' and 'L1' or 'L'

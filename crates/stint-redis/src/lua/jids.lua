@@ -80,10 +80,14 @@ local NOT_QUEUED = {running = true, waiting = true, paused = true, succeeded = t
 -- payload is another kind's (a
 -- job stint moved to `retry` or `dead` may come back re-encoded by Ruby:
 -- the same kind is taken for the same job). Returns {[k] = {jid, kind,
--- state}} for those, then the payloads' hash keys ('stint:job:JID') and
--- how many of them exist. A batch of jobs no one knows costs one SMEMBERS,
--- one HMGET per process holding leases, and two EXISTS (one of which the
--- fetch needs anyway).
+-- state}} for those, then the payloads' hash keys ('stint:job:JID'), how
+-- many of them exist and, when some do, what was read of each hash
+-- ({[k] = its state, payload, kind, stints, cp, recoveries, parent,
+-- pseq}, for every k not taken by a lease or a success record): the
+-- fetch's own read of what a job did before, so that a job with a hash (an
+-- unparked one, say) costs one HMGET, not two. A batch of jobs no one
+-- knows costs one SMEMBERS, one HMGET per process holding leases, and two
+-- EXISTS (one of which the fetch needs anyway).
 local function taken_jids(pj, pc, pq, pp)
   local n, taken = #pj, {}
   if n == 0 then return taken, {}, 0 end
@@ -120,10 +124,14 @@ local function taken_jids(pj, pc, pq, pp)
       end
     end
   end
+  local hashes
   if known > 0 then
+    hashes = {}
     for k = 1, n do
       if not taken[k] then
-        local h = redis.call('HMGET', jobs[k], 'state', 'payload', 'kind')
+        local h = redis.call('HMGET', jobs[k], 'state', 'payload', 'kind', 'stints', 'cp',
+          'recoveries', 'parent', 'pseq')
+        hashes[k] = h
         local state, payload = h[1], h[2]
         if state and (NOT_QUEUED[state] or (payload and payload ~= with_queue(pp[k], pq[k]))) then
           local kind = h[3] or class_of(payload)
@@ -150,5 +158,5 @@ local function taken_jids(pj, pc, pq, pp)
       end
     end
   end
-  return taken, jobs, known
+  return taken, jobs, known, hashes
 end
