@@ -135,8 +135,11 @@ local started = tostring(now)
 -- A job without a hash was never parked, so is not among its key's
 -- unparked jobs either. A job whose hash only says it was parked (never
 -- run, no checkpoint) starts fresh too ('L1'): its success takes
--- complete.lua's fast path, which deletes that hash.
-local flow_seen, parked = {}, 0
+-- complete.lua's fast path, which deletes that hash. Nothing in the batch
+-- reads the sets of unparked and parked jobs, so they are written once
+-- per key after it: `fetched` (key -> its jobs with a hash, out of its
+-- unparked jobs now) and `parks` (flow_park's).
+local flow_seen, parked, fetched, parks = {}, 0, {}, flow_parks()
 for k = 1, #pj do
   local jid, q = pj[k], pq[k]
   local stints, rec, cp, parent, fresh = '1', '0', '', '', '1'
@@ -147,13 +150,15 @@ for k = 1, #pj do
   local hashed = h and (fresh == '0' or h[5] or h[6]) and true or false
   if limit then
     if hashed then
-      redis.call('SREM', 'stint:limit-unparked:' .. limit.key, jid)
+      local f = fetched[limit.key]
+      if not f then f = {}; fetched[limit.key] = f end
+      f[#f + 1] = jid
       if h[1] == 'enqueued' and h[8] and not (h[4] or h[5] or h[6] or h[7]) then fresh = '1' end
     end
     wait, until_ms = flow_admit(flow_seen, limit, now)
   end
   if wait then
-    flow_park(jid, pp[k], q, limit, wait, until_ms, flow_seen, hashed)
+    flow_park(jid, pp[k], q, limit, wait, until_ms, flow_seen, hashed and h[8], parks)
     parked = parked + 1
   else
     if h then
@@ -172,6 +177,8 @@ for k = 1, #pj do
     jobs[j + 1], jobs[j + 2], jobs[j + 3] = pp[k], meta, lease
   end
 end
+for key, jids in pairs(fetched) do call_many('SREM', 'stint:limit-unparked:' .. key, jids) end
+flow_parked(parks)
 if #entries > 0 then
   call_many('HSET', leases, entries)
   call_many('HSET', 'stint:payloads:' .. P, payloads)

@@ -109,22 +109,42 @@ local function flow_started(seen, l, jid, stint, P, now)
   flow_note(seen, l)
 end
 
+-- What flow_park adds to the sets of parked jobs, written by flow_parked
+-- once per set: all (jids), limit and rate (key -> score, jid, ...), due
+-- (the same for stint:rate-parked).
+local function flow_parks()
+  return {all = {}, limit = {}, rate = {}, due = {}}
+end
+
 -- Parks job `jid` (its payload taken from queue q) for `reason` of limit
--- `l` (until ms for a rate); `seen` as flow_admit's; `hashed` false when
--- the job is known to have no hash (no park sequence to keep).
-local function flow_park(jid, payload, q, l, reason, until_ms, seen, hashed)
-  local key = 'stint:job:' .. jid
-  local seq = hashed ~= false and redis.call('HGET', key, 'pseq') or redis.call('INCR', 'stint:park-seq')
-  redis.call('HSET', key, 'state', 'enqueued', 'payload', payload, 'queue', q, 'blocked', reason,
-    'bkey', l.key, 'buntil', until_ms or '', 'pseq', seq)
-  redis.call('SADD', 'stint:parked', jid)
-  if reason == 'limit' then
-    redis.call('ZADD', 'stint:limit-parked:' .. l.key, seq, jid)
-  else
-    redis.call('ZADD', 'stint:rate-parked:' .. l.key, until_ms, jid)
-    redis.call('ZADD', 'stint:rate-parked', until_ms, jid)
+-- `l` (until ms for a rate); `seen` as flow_admit's; `pseq` the park
+-- sequence the job keeps (its hash's, as read by the caller), else a new
+-- one is taken. Its entries in the sets of parked jobs go to `parks`
+-- (flow_parks), for flow_parked: nothing reads them before.
+local function flow_park(jid, payload, q, l, reason, until_ms, seen, pseq, parks)
+  local seq = pseq or redis.call('INCR', 'stint:park-seq')
+  redis.call('HSET', 'stint:job:' .. jid, 'state', 'enqueued', 'payload', payload, 'queue', q,
+    'blocked', reason, 'bkey', l.key, 'buntil', until_ms or '', 'pseq', seq)
+  parks.all[#parks.all + 1] = jid
+  local by, score = parks.limit, seq
+  if reason ~= 'limit' then
+    by, score = parks.rate, until_ms
+    local due = parks.due
+    due[#due + 1], due[#due + 2] = until_ms, jid
   end
+  local z = by[l.key]
+  if not z then z = {}; by[l.key] = z end
+  z[#z + 1], z[#z + 2] = score, jid
   flow_note(seen, l)
+end
+
+-- Writes what flow_park collected in `parks`.
+local function flow_parked(parks)
+  if #parks.all == 0 then return end
+  call_many('SADD', 'stint:parked', parks.all)
+  for k, z in pairs(parks.limit) do call_many('ZADD', 'stint:limit-parked:' .. k, z) end
+  for k, z in pairs(parks.rate) do call_many('ZADD', 'stint:rate-parked:' .. k, z) end
+  if #parks.due > 0 then call_many('ZADD', 'stint:rate-parked', parks.due) end
 end
 
 -- Takes job `jid` out of the parked jobs (an operator's command, or its
