@@ -138,7 +138,8 @@ local started = tostring(now)
 -- complete.lua's fast path, which deletes that hash. Nothing in the batch
 -- reads the sets of unparked and parked jobs, so they are written once
 -- per key after it: `fetched` (key -> its jobs with a hash, out of its
--- unparked jobs now) and `parks` (flow_park's).
+-- unparked jobs now), `parks` (flow_park's) and the starts flow_started
+-- keeps in `flow_seen`.
 local flow_seen, parked, fetched, parks = {}, 0, {}, flow_parks()
 for k = 1, #pj do
   local jid, q = pj[k], pq[k]
@@ -179,6 +180,7 @@ for k = 1, #pj do
 end
 for key, jids in pairs(fetched) do call_many('SREM', 'stint:limit-unparked:' .. key, jids) end
 flow_parked(parks)
+flow_write_starts(flow_seen)
 if #entries > 0 then
   call_many('HSET', leases, entries)
   call_many('HSET', 'stint:payloads:' .. P, payloads)

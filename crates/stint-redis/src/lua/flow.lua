@@ -94,19 +94,53 @@ local function flow_admit(seen, l, now)
   return nil
 end
 
--- Job `jid` of limit `l` starts its stint `stint` in process P.
+-- Job `jid` of limit `l` starts its stint `stint` in process P. Its
+-- entries in its key's running jobs and starts are collected in `seen`
+-- and written by flow_write_starts once per key after the batch, one HSET
+-- and one ZADD (flow_admit reads them only before the key's first start
+-- in the batch, and counts the batch's starts itself).
 local function flow_started(seen, l, jid, stint, P, now)
   local s = seen[l.key]
   s.running = s.running + 1
-  redis.call('HSET', 'stint:limit-running:' .. l.key, jid, P)
+  local run = s.run
+  if not run then run = {}; s.run = run end
+  run[#run + 1], run[#run + 2] = jid, P
   if l.rate then
-    local starts = 'stint:limit-starts:' .. l.key
     if s.starts then s.starts[#s.starts + 1] = now end
-    redis.call('ZADD', starts, now, jid .. '#' .. stint)
-    redis.call('ZREMRANGEBYSCORE', starts, '-inf', now - l.period)
-    redis.call('PEXPIRE', starts, l.period)
+    local z = s.zadd
+    if not z then z = {}; s.zadd = z; s.cuts = {} end
+    z[#z + 1], z[#z + 2] = now, jid .. '#' .. stint
+    s.cuts[#s.cuts + 1] = now - l.period
+    s.expire = l.period
   end
   flow_note(seen, l)
+end
+
+-- Writes what flow_started collected in `seen`. A key's starts are left
+-- as a ZADD, prune (up to the window's cutoff) and PEXPIRE per start would
+-- leave them: the starts from before pruned by the highest cutoff, a new
+-- one kept unless the cutoff of its own start or of a later one reaches it
+-- (only a window of 0 ms or less does), the expiry the last start's.
+local function flow_write_starts(seen)
+  for key, s in pairs(seen) do
+    if s.run then call_many('HSET', 'stint:limit-running:' .. key, s.run) end
+    if s.zadd then
+      local starts, z, cuts = 'stint:limit-starts:' .. key, s.zadd, s.cuts
+      local keep, drop, cut = {}, {}, cuts[#cuts]
+      for i = #cuts, 1, -1 do
+        if cuts[i] > cut then cut = cuts[i] end
+        if z[2 * i - 1] > cut then
+          keep[#keep + 1], keep[#keep + 2] = z[2 * i - 1], z[2 * i]
+        else
+          drop[#drop + 1] = z[2 * i]
+        end
+      end
+      redis.call('ZREMRANGEBYSCORE', starts, '-inf', cut)
+      if #drop > 0 then call_many('ZREM', starts, drop) end
+      if #keep > 0 then call_many('ZADD', starts, keep) end
+      redis.call('PEXPIRE', starts, s.expire)
+    end
+  end
 end
 
 -- What flow_park adds to the sets of parked jobs, written by flow_parked
