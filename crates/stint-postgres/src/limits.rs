@@ -189,10 +189,17 @@ pub(crate) async fn admit(
     keys.dedup();
     let jids: Vec<&str> = candidates.iter().map(|x| x.jid.as_str()).collect();
     let tx = c.transaction().await.map_err(pg_err)?;
+    // The keys' locks; and, for this transaction, no bitmap scans: the
+    // count of a key's running jobs reads the key's index entries, and
+    // every job that ran leaves a dead entry there until vacuum. A plain
+    // or index-only scan marks each dead entry it meets as dead (the next
+    // count skips it); a bitmap scan visits them all again each time
+    // (7 ms per fetch after 80,000 jobs of 100 keys).
     query(
         &tx,
-        "SELECT count(pg_advisory_xact_lock($1, hashtext(k)))
-         FROM (SELECT k FROM unnest($2::text[]) k ORDER BY k) s",
+        "SELECT set_config('enable_bitmapscan', 'off', true),
+                (SELECT count(pg_advisory_xact_lock($1, hashtext(k)))
+                 FROM (SELECT k FROM unnest($2::text[]) k ORDER BY k) s)",
         &[&KEY_LOCK_SPACE, &keys],
     )
     .await?;
