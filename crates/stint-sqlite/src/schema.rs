@@ -126,9 +126,15 @@ CREATE INDEX IF NOT EXISTS stint_jobs_ready ON stint_jobs (queue, seq)
 -- the first ready job with a limit: where fetch stops its one-statement lease
 CREATE INDEX IF NOT EXISTS stint_jobs_ready_limited ON stint_jobs (queue, seq)
     WHERE state = 'enqueued' AND blocked IS NULL AND limit_key IS NOT NULL;
--- a key's running jobs, and its unparked enqueued ones; listings by key
-CREATE INDEX IF NOT EXISTS stint_jobs_limit_key ON stint_jobs (limit_key, state, blocked)
-    WHERE limit_key IS NOT NULL;
+-- a key's running jobs (counted by every fetch of a limited job): only
+-- running rows, so the index stays a few pages however many jobs ran, and
+-- a lease or an end writes one of them
+CREATE INDEX IF NOT EXISTS stint_jobs_limit_running ON stint_jobs (limit_key)
+    WHERE state = 'running' AND limit_key IS NOT NULL;
+-- a key's unparked enqueued jobs (the safety net's count, from the index
+-- alone: `state` and `blocked` are in it for that)
+CREATE INDEX IF NOT EXISTS stint_jobs_limit_ready ON stint_jobs (limit_key, state, blocked)
+    WHERE state = 'enqueued' AND blocked IS NULL AND limit_key IS NOT NULL;
 -- parked jobs by reason and key in queue order (the oldest is unparked first)
 CREATE INDEX IF NOT EXISTS stint_jobs_parked ON stint_jobs (blocked, limit_key, seq)
     WHERE blocked IS NOT NULL;
