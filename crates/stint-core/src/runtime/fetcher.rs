@@ -17,9 +17,9 @@
 //! `LIMITED_PREFETCH_PER_SLOT` per slot): a buffered job holds its key's
 //! slot, and a process that buffered deeply would have the store park the
 //! jobs behind it, each a write to park and another to unpark, and keep
-//! other processes from the key. When a limited job's end is recorded the fetcher fetches at
-//! once, without waiting out its idle poll: the store may have unparked a
-//! job of the key.
+//! other processes from the key. When a limited job's end is recorded the
+//! fetcher fetches at once, without waiting out its idle poll: the store
+//! may have unparked a job of the key.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
