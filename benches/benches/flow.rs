@@ -11,7 +11,9 @@
 //! it 100,000. `FLOW_JOBS=N` sets N; `FLOW_STORES=sqlite,postgres,redis`
 //! picks the stores; `FLOW_POLL_MS` sets the worker's idle poll (100 ms:
 //! the wait after a fetch that found nothing); `FLOW_PROBE=1` times the
-//! worker's fetches, completions and maintenance (see `flow/probe.rs`);
+//! worker's fetches, completions and maintenance (see `flow/probe.rs`),
+//! and prints the CPU time of this process and, for Redis, of the server
+//! and its time in scripts;
 //! `RUST_LOG` shows the worker's log. A run that makes no progress for 30 s stops and says
 //! how far it got (a job parked and never woken would show there).
 
@@ -139,7 +141,7 @@ async fn drain(store: Arc<dyn Store>, n: u64) -> Run {
 }
 
 /// Both runs on fresh stores from `open`; prints one line.
-async fn measure<F, Fut>(name: &str, n: usize, mut open: F)
+async fn measure<F, Fut>(name: &str, n: usize, redis: Option<(u16, u32)>, mut open: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Arc<dyn Store>>,
@@ -151,6 +153,13 @@ where
         push(&store, n, limited).await;
         let push_took = pushed.elapsed();
         let probe = std::env::var_os("FLOW_PROBE").map(|_| probe::Probe::new(store.clone()));
+        if let (Some((port, _)), Some(_)) = (redis, &probe) {
+            redis_cli(port, &["config", "resetstat"]);
+        }
+        let cpu_before = (
+            cpu_secs("self"),
+            redis.map(|(_, pid)| cpu_secs(&pid.to_string())),
+        );
         let worker_store = match &probe {
             Some(p) => p.clone() as Arc<dyn Store>,
             None => store.clone(),
@@ -188,6 +197,17 @@ where
         );
         if let Some(p) = probe {
             println!("{}", p.report());
+            println!(
+                "  CPU: this process {:.1} s",
+                cpu_secs("self") - cpu_before.0
+            );
+            if let (Some((port, pid)), Some(before)) = (redis, cpu_before.1) {
+                println!(
+                    "  CPU: redis-server {:.1} s\n{}",
+                    cpu_secs(&pid.to_string()) - before,
+                    redis_script_time(port)
+                );
+            }
         }
         runs.push(run);
     }
@@ -200,6 +220,40 @@ where
             "BELOW half: misses the aim"
         }
     );
+}
+
+/// CPU seconds (user and system) process `pid` has used so far, from
+/// `/proc` (0 where there is none).
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's parenthesised name; utime and stime
+    // are the 14th and 15th of the line, in clock ticks (100 a second).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// `redis-cli -p PORT ARGS...`'s output ("" when it cannot run).
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// With `FLOW_PROBE`, for Redis: the server's time in scripts during the
+/// run (`INFO commandstats`, reset after the push), to tell the server's
+/// share of a fetch from the round trip's and the client's.
+fn redis_script_time(port: u16) -> String {
+    redis_cli(port, &["info", "commandstats"])
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_eval"))
+        .map(|l| format!("  server: {}", l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::main]
@@ -222,7 +276,7 @@ async fn main() {
     );
 
     if wanted("sqlite") {
-        measure("sqlite", n, || async {
+        measure("sqlite", n, None, || async {
             Arc::new(stint::sqlite::SqliteStore::open_temp().expect("SQLite file"))
                 as Arc<dyn Store>
         })
@@ -231,7 +285,7 @@ async fn main() {
     if wanted("postgres") {
         let pg = tokio::task::block_in_place(|| PgServer::start().expect("PostgreSQL"));
         let pg = &pg;
-        measure("postgres", n, move || async move {
+        measure("postgres", n, None, move || async move {
             let url = tokio::task::block_in_place(|| pg.fresh_database().expect("database"));
             let store = stint::postgres::PgStore::open(&url).expect("open");
             stint::postgres::migrate(&store).await.expect("migrate");
@@ -242,7 +296,8 @@ async fn main() {
     if wanted("redis") {
         let redis = tokio::task::block_in_place(|| RedisServer::start().expect("redis-server"));
         let mut db = 0;
-        measure("redis", n, || {
+        let pid = redis.pid().expect("redis-server's pid");
+        measure("redis", n, Some((redis.port(), pid)), || {
             db += 1;
             let url = redis.url_db(db);
             async move { stint::connect(&url).await.expect("connect") }
