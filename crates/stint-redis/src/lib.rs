@@ -31,7 +31,7 @@
 //! | `stint:cron-ticks:NAME` | zset | a schedule's last ticks (`tick:e\|s:jid`) by tick ms |
 //! | `stint:unique:UKEY` | string | the holder of a unique key: "jid NL created ms" (expires with the key's ttl) |
 //! | `stint:limit-keys` | set | limit keys whose jobs ran or were parked |
-//! | `stint:limit:KEY` | hash | a key's concurrency, rate and period, as its jobs last said |
+//! | `stint:limits` | hash | each key's concurrency, rate and period (`"2 10 1000"`, `""` for none), as its jobs last said |
 //! | `stint:limit-running:KEY` | hash | the key's running jobs: jid → process |
 //! | `stint:limit-starts:KEY` | zset | the key's stint starts (`jid#stint`) by ms, for its rate window |
 //! | `stint:limit-parked:KEY` | zset | jobs parked for the key's concurrency, by park sequence (queue order) |

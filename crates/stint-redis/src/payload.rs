@@ -116,12 +116,6 @@ pub(crate) fn encode_new(job: &NewJob, now_ms: i64) -> (String, Option<f64>) {
     if let Some(u) = &o.unique {
         extra.insert("unique".into(), json!(u));
     }
-    if let Some(l) = &o.limit {
-        extra.insert("limit".into(), json!(l));
-    }
-    if !extra.is_empty() {
-        m.insert("stint".into(), Value::Object(extra));
-    }
     // Inside a traced span (feature "otel"), the job carries its context,
     // as OpenTelemetry's Sidekiq instrumentation writes it.
     if let Some(tp) = stint_core::trace::current_traceparent() {
@@ -135,7 +129,34 @@ pub(crate) fn encode_new(job: &NewJob, now_ms: i64) -> (String, Option<f64>) {
         m.insert("enqueued_at".into(), json!(secs(now_ms)));
     }
     let text = serde_json::to_string(&Value::Object(m)).expect("JSON values serialize");
-    (text, at.map(secs))
+    (
+        with_stint_first(text, o.limit.as_ref(), extra),
+        at.map(secs),
+    )
+}
+
+/// `payload` (an object's text, with at least one member) with the
+/// `"stint"` object of `limit` and `extra` (if any) as its first member,
+/// and the limit first in it, as the key's fields are declared: a fetch
+/// reads a job's concurrency limit from the payload's start
+/// (`{"stint":{"limit":{"key":"K","concurrency":N}`) without decoding the
+/// payload (lua/flow.lua, flow_limit). A member's place means nothing to
+/// JSON: a payload that Ruby or stint wrote again in another order is read
+/// whole.
+fn with_stint_first(payload: String, limit: Option<&Limit>, extra: Map<String, Value>) -> String {
+    let rest = serde_json::to_string(&Value::Object(extra)).expect("JSON values serialize");
+    let stint = match limit {
+        None if rest == "{}" => return payload,
+        None => rest,
+        Some(l) => {
+            let l = serde_json::to_string(l).expect("limits serialize");
+            match rest.strip_prefix('{').filter(|r| *r != "}") {
+                Some(r) => format!("{{\"limit\":{l},{r}"),
+                None => format!("{{\"limit\":{l}}}"),
+            }
+        }
+    };
+    format!("{{\"stint\":{stint},{}", &payload[1..])
 }
 
 fn object(payload: &str) -> Result<Map<String, Value>, String> {
@@ -381,6 +402,34 @@ mod tests {
     }
 
     #[test]
+    fn the_stint_object_comes_first_with_or_without_a_limit() {
+        let mut job = new_job(json!({"n": 1}));
+        let (text, _) = encode_new(&job, 0);
+        assert!(
+            text.starts_with(r#"{"stint":{"args":"wrapped"},"args":"#),
+            "{text}"
+        );
+        job.options.limit = Some(stint_core::model::Limit::key("t").concurrency(3));
+        let (text, _) = encode_new(&job, 0);
+        assert!(
+            text.starts_with(r#"{"stint":{"limit":{"key":"t","concurrency":3},"args":"wrapped"},"#),
+            "{text}"
+        );
+        let back = parse(&text).unwrap();
+        assert_eq!(back.options, job.options);
+        assert_eq!(back.args, job.args);
+
+        let mut tuple = new_job(json!([1]));
+        tuple.options.limit = Some(stint_core::model::Limit::key("t").concurrency(1));
+        let (text, _) = encode_new(&tuple, 0);
+        assert!(
+            text.starts_with(r#"{"stint":{"limit":{"key":"t","concurrency":1}},"args":[1],"#),
+            "{text}"
+        );
+        assert_eq!(parse(&text).unwrap().options, tuple.options);
+    }
+
+    #[test]
     fn options_round_trip_and_scheduled_jobs_have_a_score() {
         let mut job = new_job(json!([]));
         job.options.max_attempts = 1;
@@ -398,6 +447,10 @@ mod tests {
         );
         job.run_at = Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_060_250));
         let (text, at) = encode_new(&job, 1_700_000_000_000);
+        assert!(
+            text.starts_with(r#"{"stint":{"limit":{"key":"tenant:7","concurrency":2,"rate":"#),
+            "the limit opens the payload (lua/flow.lua reads it there): {text}"
+        );
         assert_eq!(at, Some(1_700_000_060.25));
         let raw: Value = serde_json::from_str(&text).unwrap();
         assert!(

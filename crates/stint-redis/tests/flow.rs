@@ -205,3 +205,66 @@ async fn a_stint_start_is_recorded_as_its_rate_window_counted_it() {
         );
     }
 }
+
+/// A payload pushed by another writer (Ruby, a hand-written LPUSH) need not
+/// open with stint's `"stint"` object: its limit is read wherever the
+/// top-level object has it, and a "stint" object nested in its arguments
+/// is no limit.
+#[tokio::test]
+async fn a_limit_is_read_wherever_the_payload_has_it_and_only_at_its_top_level() {
+    let server = RedisServer::start().expect("private redis-server");
+    let (store, mut conn) = store(&server).await;
+    let p = register_for(&store, &[Q], LONG_TTL).await;
+    let jid = |n: u32| format!("{n:024x}");
+    let payloads = [
+        // Keys in another order, the limit last: the second is parked.
+        format!(
+            r#"{{"args":[],"class":"X","jid":"{}","queue":"{Q}","stint":{{"limit":{{"concurrency":1,"key":"k"}}}}}}"#,
+            jid(1)
+        ),
+        format!(
+            r#"{{"args":[],"class":"X","jid":"{}","queue":"{Q}","stint":{{"max_stint_ms":9,"limit":{{"key":"k","concurrency":1}}}}}}"#,
+            jid(2)
+        ),
+        // The shape stint writes, but inside the arguments: not limited.
+        format!(
+            r#"{{"args":[{{"stint":{{"limit":{{"key":"k","concurrency":1}}}}}}],"class":"X","jid":"{}","queue":"{Q}"}}"#,
+            jid(3)
+        ),
+    ];
+    for payload in &payloads {
+        let _: () = conn.lpush(format!("queue:{Q}"), payload).await.unwrap();
+    }
+    let _: () = conn.sadd("queues", Q).await.unwrap();
+    let got: Vec<String> = jids(&fetch(&store, &p, Q, 10).await)
+        .iter()
+        .map(|j| j.to_string())
+        .collect();
+    assert_eq!(got, vec![jid(1), jid(3)], "the second job of k is parked");
+    let parked: Vec<String> = conn.zrange("stint:limit-parked:k", 0, -1).await.unwrap();
+    assert_eq!(parked, vec![jid(2)]);
+}
+
+/// A key noted before stint:limits existed (a hash stint:limit:KEY) is
+/// listed with its limits until a job of it notes them anew.
+#[tokio::test]
+async fn a_key_noted_in_the_earlier_layout_keeps_its_limits() {
+    let server = RedisServer::start().expect("private redis-server");
+    let (store, mut conn) = store(&server).await;
+    let (_p, _lease, _pushed) = one_running_two_parked(&store).await;
+    let _: () = conn.hdel("stint:limits", "k").await.unwrap();
+    let _: () = conn
+        .hset_multiple(
+            "stint:limit:k",
+            &[("concurrency", "7"), ("rate", ""), ("period", "")],
+        )
+        .await
+        .unwrap();
+    let k = store.limits().await.expect("limits");
+    assert_eq!(
+        k.iter()
+            .map(|k| (k.key.as_str(), k.concurrency, k.running, k.waiting_limit))
+            .collect::<Vec<_>>(),
+        vec![("k", Some(7), 1, 2)]
+    );
+}

@@ -141,13 +141,24 @@ local started = tostring(now)
 -- unparked jobs now), `parks` (flow_park's) and the starts flow_started
 -- keeps in `flow_seen`.
 local flow_seen, parked, fetched, parks = {}, 0, {}, flow_parks()
+-- The jobs' limits, and what is noted of their keys (one read for all).
+local limits, keys = {}, {}
+for k = 1, #pj do
+  local l = flow_limit(pp[k])
+  limits[k] = l or false
+  if l and not flow_seen[l.key] then
+    flow_seen[l.key] = {}
+    keys[#keys + 1] = l.key
+  end
+end
+flow_read_noted(flow_seen, keys)
 for k = 1, #pj do
   local jid, q = pj[k], pq[k]
   local stints, rec, cp, parent, fresh = '1', '0', '', '', '1'
   -- h: state, payload, kind, stints, cp, recoveries, parent, pseq
   local h = hashes and hashes[k]
   if h and (h[4] or h[7] or h[1]) then fresh = '0' end
-  local limit, wait, until_ms = flow_limit(pp[k]), nil, nil
+  local limit, wait, until_ms = limits[k] or nil, nil, nil
   local hashed = h and (fresh == '0' or h[5] or h[6]) and true or false
   if limit then
     if hashed then

@@ -2,7 +2,8 @@
 -- prelude: per-key concurrency and rate limits, and unique keys. Keys
 -- (KEY a limit key, UKEY a unique key):
 --   stint:limit-keys          set     keys whose jobs ran or were parked
---   stint:limit:KEY           hash    concurrency, rate, period: as its jobs last said
+--   stint:limits              hash    KEY -> "concurrency rate period": as its
+--                                     jobs last said ('' for none)
 --   stint:limit-running:KEY   hash    its running jobs: jid -> process
 --   stint:limit-starts:KEY    zset    its stint starts (jid#stint) by ms
 --   stint:limit-parked:KEY    zset    jobs parked for its concurrency limit,
@@ -23,9 +24,17 @@
 -- path of complete.lua).
 
 -- The limit of a payload (its "stint" object's "limit", JobOptions' serde
--- form), or nil. A payload without the word "limit" costs one search.
+-- form), or nil. A payload without the word "limit" costs one search. One
+-- that stint wrote with a concurrency limit alone opens with it
+-- (payload.rs, with_stint_first) and is read there by one match; any
+-- other is decoded. (The match is exact: `"stint":{` can only be a member
+-- name there, of the top-level object, and the limit's object ends at the
+-- brace after its number.)
 local function flow_limit(payload)
   if not payload or not string.find(payload, '"limit":', 1, true) then return nil end
+  local key, conc = string.match(payload,
+    '^{"stint":{"limit":{"key":"([^"\\]*)","concurrency":(%d+)}')
+  if key then return {key = key, conc = tonumber(conc)} end
   local ok, job = pcall(cjson.decode, payload)
   if not ok or type(job) ~= 'table' or type(job.stint) ~= 'table' then return nil end
   local l = job.stint.limit
@@ -39,11 +48,13 @@ local function flow_limit(payload)
   return {key = l.key, conc = tonumber(l.concurrency), rate = rate, period = period}
 end
 
--- The key's limits as this job says them, for limits(). Written only
--- when they differ from what is stored (read once per key and script
--- call: `seen`, as flow_admit's), so a key's jobs that all say the same
--- write nothing. stint:limit:KEY exists only while KEY is in
--- stint:limit-keys (lua/unpark.lua forgets both).
+-- The key's limits as this job says them ("concurrency rate period"), for
+-- limits() and the safety net of lua/unpark.lua: the field KEY of
+-- stint:limits, written only when it differs from what is stored. What is
+-- stored is read once per key and script call (`seen`, as flow_admit's):
+-- by flow_read_noted for all the keys a fetch meets in one call, else
+-- here. KEY is in stint:limit-keys while it has a field (lua/unpark.lua
+-- forgets both).
 local function flow_note(seen, l)
   local s = seen and seen[l.key]
   if not s then
@@ -54,14 +65,41 @@ local function flow_note(seen, l)
   local said = (l.conc or '') .. ' ' .. (l.rate or '') .. ' ' .. (l.period or '')
   if s.noted == said then return end
   if s.noted == nil then
-    local h = redis.call('HMGET', 'stint:limit:' .. l.key, 'concurrency', 'rate', 'period')
-    if h[1] then s.noted = h[1] .. ' ' .. (h[2] or '') .. ' ' .. (h[3] or '') end
+    s.noted = redis.call('HGET', 'stint:limits', l.key) or false
     if s.noted == said then return end
   end
   redis.call('SADD', 'stint:limit-keys', l.key)
-  redis.call('HSET', 'stint:limit:' .. l.key, 'concurrency', l.conc or '', 'rate', l.rate or '',
-    'period', l.period or '')
+  redis.call('HSET', 'stint:limits', l.key, said)
   s.noted = said
+end
+
+-- Reads the noted limits of `keys` (distinct) into `seen`, one HMGET.
+local function flow_read_noted(seen, keys)
+  for from = 1, #keys, 1000 do
+    local to = math.min(from + 999, #keys)
+    local v = redis.call('HMGET', 'stint:limits', unpack(keys, from, to))
+    for i = from, to do
+      local s = seen[keys[i]]
+      if not s then
+        s = {}
+        seen[keys[i]] = s
+      end
+      s.noted = v[i - from + 1] or false
+    end
+  end
+end
+
+-- Key k's noted concurrency, rate and period, as text ('' for none).
+-- (A key noted before stint:limits existed has a hash stint:limit:KEY
+-- instead, read when the field is missing.)
+local function flow_noted(k)
+  local said = redis.call('HGET', 'stint:limits', k)
+  if said then
+    local c, r, p = string.match(said, '^(%S*) (%S*) (%S*)$')
+    return c or '', r or '', p or ''
+  end
+  local h = redis.call('HMGET', 'stint:limit:' .. k, 'concurrency', 'rate', 'period')
+  return h[1] or '', h[2] or '', h[3] or ''
 end
 
 -- Mirrors Limit::admit (stint_core::model::flow) for one job of a fetch:
@@ -71,9 +109,10 @@ end
 local function flow_admit(seen, l, now)
   local s = seen[l.key]
   if not s then
-    s = {running = redis.call('HLEN', 'stint:limit-running:' .. l.key)}
+    s = {}
     seen[l.key] = s
   end
+  if not s.running then s.running = redis.call('HLEN', 'stint:limit-running:' .. l.key) end
   if l.conc and s.running >= l.conc then return 'limit' end
   if l.rate then
     if not s.starts then

@@ -8,8 +8,8 @@ for _, k in ipairs(redis.call('SMEMBERS', 'stint:limit-keys')) do
   local wl = redis.call('ZCARD', 'stint:limit-parked:' .. k)
   local wr = redis.call('ZCARD', 'stint:rate-parked:' .. k)
   if running + wl + wr > 0 then
-    local h = redis.call('HMGET', 'stint:limit:' .. k, 'concurrency', 'rate', 'period')
-    out[#out + 1] = {k, h[1] or '', h[2] or '', h[3] or '', running, wl, wr}
+    local c, r, p = flow_noted(k)
+    out[#out + 1] = {k, c, r, p, running, wl, wr}
   end
 end
 return out

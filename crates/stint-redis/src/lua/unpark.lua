@@ -44,7 +44,7 @@ for _, k in ipairs(redis.call('SMEMBERS', 'stint:limit-keys')) do
       redis.call('SREM', un, jid)
     end
   end
-  local conc = tonumber(redis.call('HGET', 'stint:limit:' .. k, 'concurrency'))
+  local conc = tonumber((flow_noted(k)))
   local running, waiting = redis.call('HLEN', run), redis.call('SCARD', un)
   if conc and running + waiting < conc then
     unpark_all(redis.call('ZRANGE', parked, 0, conc - running - waiting - 1))
@@ -52,6 +52,7 @@ for _, k in ipairs(redis.call('SMEMBERS', 'stint:limit-keys')) do
   if redis.call('HLEN', run) + redis.call('ZCARD', parked) + redis.call('SCARD', un) +
     redis.call('ZCARD', 'stint:rate-parked:' .. k) == 0 then
     redis.call('SREM', 'stint:limit-keys', k)
+    redis.call('HDEL', 'stint:limits', k)
     redis.call('DEL', 'stint:limit:' .. k)
   end
 end
