@@ -130,7 +130,8 @@ pub async fn reclaim(c: &Client, process: &str, tokens: &[String]) -> StoreResul
     leased(&rows, process)
 }
 
-/// Saves a running job's checkpoint, fenced by its lease; progress clears
+/// Saves a running job's checkpoint, fenced by its lease (read by the jid
+/// alone: see the fence of `complete.rs`); progress clears
 /// the recovery count (recovery gives up only on a job whose process keeps
 /// dying without it getting any further). Returns the pending operator
 /// command.
@@ -138,7 +139,7 @@ pub(crate) const CHECKPOINT_SQL: &str = "
 UPDATE stint_jobs SET checkpoint = $1::jsonb,
   recoveries = CASE WHEN ($1::jsonb->>'done')::bigint > COALESCE((checkpoint->>'done')::bigint, 0)
                THEN 0 ELSE recoveries END
-WHERE jid = $2 AND state = 'running' AND process = $3 AND stints = $4
+WHERE jid = $2 AND (state, process, stints) IS NOT DISTINCT FROM ('running', $3, $4)
 RETURNING control";
 
 /// The types of `CHECKPOINT_SQL`'s parameters (for `query_typed`).

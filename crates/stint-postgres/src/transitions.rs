@@ -162,7 +162,8 @@ pub async fn split(
     let held = query(
         &tx,
         "SELECT control, limit_key FROM stint_jobs
-         WHERE jid = $1 AND state = 'running' AND process = $2 AND stints = $3 FOR UPDATE",
+         WHERE jid = $1 AND (state, process, stints) IS NOT DISTINCT FROM ('running', $2, $3)
+         FOR UPDATE",
         &[&jid, &lease.process, &stint],
     )
     .await?;
