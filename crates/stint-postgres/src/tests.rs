@@ -117,3 +117,36 @@ async fn explain(
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A lease's fence reads the job by its jid even when the planner's
+/// statistics are from before the jobs ran: not by the partial index of
+/// running jobs by process, every running job of the process each time.
+#[tokio::test]
+async fn a_lease_fence_reads_the_job_by_jid_with_stale_statistics() {
+    let url = server().fresh_database().unwrap();
+    let store = PgStore::open(&format!("{url}?idle_wait_ms=0")).unwrap();
+    migrate(&store).await.unwrap();
+    let client = store.client().await.unwrap();
+    client.batch_execute("ANALYZE stint_jobs").await.unwrap();
+    let p = ProcessInfo::for_this_process(vec!["default".into()], 2);
+    store.register(&p, LONG_TTL).await.unwrap();
+    let jobs: Vec<_> = (0..3000).map(|n| job_in("default", n)).collect();
+    store.push(jobs.clone()).await.unwrap();
+    let queues = vec!["default".to_owned()];
+    let leased = store.fetch(&p.id, &queues, 3000).await.unwrap();
+    let lease = &leased[0].lease;
+    let cp = serde_json::json!({"done": 1});
+    let plan = explain(
+        &client,
+        leases::CHECKPOINT_SQL,
+        &[
+            &cp,
+            &lease.jid.as_str(),
+            &lease.process,
+            &(lease.stint as i32),
+        ],
+    )
+    .await;
+    assert!(plan.contains("stint_jobs_pkey"), "{plan}");
+    assert!(!plan.contains("stint_jobs_process"), "{plan}");
+}
