@@ -171,15 +171,83 @@ pub(crate) struct Candidate {
     pub key: String,
 }
 
-/// Decides the fetch's candidates with a limit, in one transaction: the
-/// keys' advisory locks first (in key order), then, read after them, the
-/// candidates still fetchable, the keys' running jobs and recent starts;
-/// core's [`Limit::admit`] per candidate in queue order (counting the ones
-/// leased before it), then the leases, the parked jobs and the starts
-/// written. Returns the rows of the jobs leased (job columns, then
-/// `seq`) and how many jobs were parked.
+/// Decides the fetch's candidates with a limit, in one transaction of two
+/// round trips: BEGIN, the keys' advisory locks (in key order) and, read
+/// after them, the candidates still fetchable, the keys' running jobs and
+/// recent starts, sent together; then core's [`Limit::admit`] per
+/// candidate in queue order (counting the ones leased before it), and the
+/// leases, the parked jobs, the starts and COMMIT, sent together. Returns
+/// the rows of the jobs leased (job columns, then `seq`) and how many jobs
+/// were parked.
+///
+/// The server runs a connection's statements one after another, and in
+/// READ COMMITTED each takes its snapshot when it starts: the reads sent
+/// behind the locks see every lease that a fetch holding a key's lock
+/// before committed.
 pub(crate) async fn admit(
     c: &mut Client,
+    process: &str,
+    token: &str,
+    candidates: &[Candidate],
+) -> StoreResult<(Vec<Row>, usize)> {
+    let decided = admit_in_transaction(c, process, token, candidates).await;
+    if decided.is_err() {
+        // The transaction may still be open (an error before COMMIT ran):
+        // the connection goes back to the pool without it.
+        let _ = c.batch_execute("ROLLBACK").await;
+    }
+    decided
+}
+
+/// The keys' locks ($1: KEY_LOCK_SPACE, $2: the keys), and, for the
+/// transaction, no bitmap scans: the count of a key's running jobs reads
+/// the key's index entries, and every job that ran leaves a dead entry
+/// there until vacuum. A plain or index-only scan marks each dead entry it
+/// meets as dead (the next count skips it); a bitmap scan visits them all
+/// again each time (7 ms per fetch after 80,000 jobs of 100 keys).
+const LOCK_KEYS_SQL: &str = "
+SELECT set_config('enable_bitmapscan', 'off', true),
+       (SELECT count(pg_advisory_xact_lock($1, hashtext(k)))
+        FROM (SELECT k FROM unnest($2::text[]) k ORDER BY k) s)";
+
+/// The running jobs of keys $1, and the time.
+const RUNNING_SQL: &str = "
+SELECT limit_key, count(*), (extract(epoch FROM now()) * 1000)::bigint
+FROM stint_jobs WHERE limit_key = ANY($1) AND state = 'running'
+GROUP BY limit_key
+UNION ALL SELECT NULL, 0, (extract(epoch FROM now()) * 1000)::bigint";
+
+/// The starts of keys $1 still in their rate window.
+const STARTS_SQL: &str = "
+SELECT key, (extract(epoch FROM started_at) * 1000)::bigint FROM stint_limit_starts
+WHERE key = ANY($1) AND expires_at > now()";
+
+/// Parks jobs $1 for reasons $2 (until $3).
+const PARK_SQL: &str = "
+UPDATE stint_jobs j SET blocked = x.reason, blocked_until = x.until
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS x (jid, reason, until)
+WHERE j.jid = x.jid";
+
+/// Records starts ($2 keys, $3 times, $4 expiries) and prunes the expired
+/// ones of keys $1.
+const RECORD_STARTS_SQL: &str = "
+WITH pruned AS (
+    DELETE FROM stint_limit_starts WHERE key = ANY($1) AND expires_at <= now()
+)
+INSERT INTO stint_limit_starts (key, started_at, expires_at)
+SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[])";
+
+/// Runs prepared statement `st`: sent when first polled.
+async fn run(
+    c: &Client,
+    st: &tokio_postgres::Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> StoreResult<Vec<Row>> {
+    c.query(st, params).await.map_err(pg_err)
+}
+
+async fn admit_in_transaction(
+    c: &Client,
     process: &str,
     token: &str,
     candidates: &[Candidate],
@@ -188,39 +256,27 @@ pub(crate) async fn admit(
     keys.sort_unstable();
     keys.dedup();
     let jids: Vec<&str> = candidates.iter().map(|x| x.jid.as_str()).collect();
-    let tx = c.transaction().await.map_err(pg_err)?;
-    // The keys' locks; and, for this transaction, no bitmap scans: the
-    // count of a key's running jobs reads the key's index entries, and
-    // every job that ran leaves a dead entry there until vacuum. A plain
-    // or index-only scan marks each dead entry it meets as dead (the next
-    // count skips it); a bitmap scan visits them all again each time
-    // (7 ms per fetch after 80,000 jobs of 100 keys).
-    query(
-        &tx,
-        "SELECT set_config('enable_bitmapscan', 'off', true),
-                (SELECT count(pg_advisory_xact_lock($1, hashtext(k)))
-                 FROM (SELECT k FROM unnest($2::text[]) k ORDER BY k) s)",
-        &[&KEY_LOCK_SPACE, &keys],
-    )
-    .await?;
-    // Three reads in one round trip (pipelined).
+    // Every statement prepared first (from the connection's cache, after
+    // its first fetch): a query of a prepared statement is sent when first
+    // polled, so the ones joined below go out in the order written.
+    let prepare = |sql: &'static str| async move { c.prepare_cached(sql).await.map_err(pg_err) };
+    let (lock_keys, fresh_q, running_q, starts_q, lease_q, park_q, record_q) = tokio::try_join!(
+        prepare(LOCK_KEYS_SQL),
+        prepare(CANDIDATES_SQL),
+        prepare(RUNNING_SQL),
+        prepare(STARTS_SQL),
+        prepare(&LEASE_SQL),
+        prepare(PARK_SQL),
+        prepare(RECORD_STARTS_SQL),
+    )?;
+    let lock_params: [&(dyn ToSql + Sync); 2] = [&KEY_LOCK_SPACE, &keys];
     let (by_jid, by_key): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&jids], [&keys]);
-    let (fresh, running, starts) = tokio::try_join!(
-        query(&tx, CANDIDATES_SQL, &by_jid,),
-        query(
-            &tx,
-            "SELECT limit_key, count(*), (extract(epoch FROM now()) * 1000)::bigint
-             FROM stint_jobs WHERE limit_key = ANY($1) AND state = 'running'
-             GROUP BY limit_key
-             UNION ALL SELECT NULL, 0, (extract(epoch FROM now()) * 1000)::bigint",
-            &by_key,
-        ),
-        query(
-            &tx,
-            "SELECT key, (extract(epoch FROM started_at) * 1000)::bigint FROM stint_limit_starts
-             WHERE key = ANY($1) AND expires_at > now()",
-            &by_key,
-        ),
+    let (_, _, fresh, running, starts) = tokio::try_join!(
+        async { c.batch_execute("BEGIN").await.map_err(pg_err) },
+        run(c, &lock_keys, &lock_params),
+        run(c, &fresh_q, &by_jid),
+        run(c, &running_q, &by_key),
+        run(c, &starts_q, &by_key),
     )?;
     let mut now_ms = 0;
     let mut running_of: HashMap<String, u64> = HashMap::new();
@@ -265,42 +321,28 @@ pub(crate) async fn admit(
         }
     }
 
-    // The three writes in one round trip (pipelined).
+    // The writes and COMMIT in one round trip (after a failed write the
+    // server takes COMMIT for ROLLBACK).
     let lease_params: [&(dyn ToSql + Sync); 3] = [&process, &lease, &token];
     let park_params: [&(dyn ToSql + Sync); 3] = [&parked.jid, &parked.reason, &parked.until];
     let start_params: [&(dyn ToSql + Sync); 4] =
         [&keys, &started.key, &started.at, &started.expires];
-    let (rows, _, _) = tokio::try_join!(
+    let (rows, _, _, _) = tokio::try_join!(
         async {
             if lease.is_empty() {
                 return Ok(vec![]);
             }
-            query(&tx, &LEASE_SQL, &lease_params).await
+            run(c, &lease_q, &lease_params).await
         },
         async {
             if parked.jid.is_empty() {
                 return Ok(vec![]);
             }
-            query(
-                &tx,
-                "UPDATE stint_jobs j SET blocked = x.reason, blocked_until = x.until
-                 FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS x (jid, reason, until)
-                 WHERE j.jid = x.jid",
-                &park_params,
-            )
-            .await
+            run(c, &park_q, &park_params).await
         },
-        query(
-            &tx,
-            "WITH pruned AS (
-                 DELETE FROM stint_limit_starts WHERE key = ANY($1) AND expires_at <= now()
-             )
-             INSERT INTO stint_limit_starts (key, started_at, expires_at)
-             SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[])",
-            &start_params,
-        ),
+        run(c, &record_q, &start_params),
+        async { c.batch_execute("COMMIT").await.map_err(pg_err) },
     )?;
-    tx.commit().await.map_err(pg_err)?;
     Ok((rows, parked.jid.len()))
 }
 
