@@ -20,8 +20,9 @@ pub(crate) struct Done {
     pub(crate) completion: Option<Completion>,
     /// Held until the end is recorded (see `fetch_loop`).
     pub(crate) backlog: OwnedSemaphorePermit,
-    /// The job counts towards a key's limit.
-    pub(crate) limited: bool,
+    /// The key of the job's concurrency limit, if it has one: its slot is
+    /// free once the end is recorded.
+    pub(crate) limit_key: Option<String>,
 }
 
 const MAX_BATCH: usize = 512;
@@ -34,7 +35,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
     let mut handed_back = 0u64;
     let mut batch: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     let mut permits = Vec::with_capacity(MAX_BATCH);
-    let mut limited = false;
+    let mut freed: Vec<String> = Vec::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -47,7 +48,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
         let mut take = |d: Done, batch: &mut Vec<Completion>| {
             stints += 1;
             permits.push(d.backlog);
-            limited |= d.limited;
+            freed.extend(d.limit_key);
             match d.completion {
                 Some(c) => {
                     if matches!(c.outcome, Outcome::Requeue { .. }) {
@@ -71,7 +72,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
             record(&shared, std::mem::take(&mut batch)).await;
         }
         permits.clear();
-        if std::mem::take(&mut limited) {
+        if !freed.is_empty() {
+            for key in freed.drain(..) {
+                shared.holds.release(&key);
+            }
             shared.limit_freed.store(true, Ordering::SeqCst);
         }
         shared.wake.notify_one();

@@ -13,13 +13,16 @@
 //! process's busy slots. A buffered job that has not started within
 //! `PREFETCH_HOLD` is handed back to the head of its queue.
 //!
-//! Jobs with a concurrency limit are buffered less (at most
-//! `LIMITED_PREFETCH_PER_SLOT` per slot): a buffered job holds its key's
-//! slot, and a process that buffered deeply would have the store park the
-//! jobs behind it, each a write to park and another to unpark, and keep
-//! other processes from the key. When a limited job's end is recorded the
-//! fetcher fetches at once, without waiting out its idle poll: the store
-//! may have unparked a job of the key.
+//! Jobs with a concurrency limit are buffered as deep as their keys allow:
+//! a buffered job holds its key's slot, and a process that buffered deeply
+//! would have the store park the jobs behind it, each a write to park and
+//! another to unpark, and keep other processes from the key. So after a
+//! fetch that brought such jobs, the buffer is `LIMITED_PREFETCH_PER_SLOT`
+//! per slot, or deeper as far as `holds` allows: no more than the slots of
+//! the keys held that this process does not hold, scaled by the share of
+//! those keys not held to their limit. When a limited job's end is
+//! recorded the fetcher fetches at once, without waiting out its idle poll:
+//! the store may have unparked a job of the key.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -41,7 +44,8 @@ use super::{executor, trouble, Shared};
 const PREFETCH_HORIZON: Duration = Duration::from_millis(10);
 /// The stint-end rate is measured over windows of this length.
 const RATE_WINDOW: Duration = Duration::from_millis(20);
-/// Jobs with a concurrency limit are buffered at most this many per slot.
+/// Jobs with a concurrency limit are buffered at least this many per slot
+/// (when the pace asks for as many), more as the keys held allow.
 const LIMITED_PREFETCH_PER_SLOT: usize = 4;
 /// A buffered job not started within this long goes back to its queue.
 const PREFETCH_HOLD: Duration = Duration::from_millis(250);
@@ -142,7 +146,9 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
             }
             let mut target = pace.target(&shared);
             if f.limited {
-                target = target.min(cfg.concurrency * LIMITED_PREFETCH_PER_SLOT);
+                target = target
+                    .min(cfg.concurrency * LIMITED_PREFETCH_PER_SLOT)
+                    .max(shared.holds.allow(target, f.buffer.len()));
             }
             let want = (f.slots.available_permits() + target)
                 .saturating_sub(f.buffer.len())
@@ -216,11 +222,15 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
     f.stop_running().await;
 }
 
-fn has_concurrency_limit(job: &crate::model::JobRecord) -> bool {
-    job.options
-        .limit
-        .as_ref()
-        .is_some_and(|l| l.concurrency.is_some())
+/// The key and concurrency of a job's concurrency limit, if it has one.
+fn concurrency_limit(job: &crate::model::JobRecord) -> Option<(&str, u32)> {
+    let l = job.options.limit.as_ref()?;
+    Some((l.key.as_str(), l.concurrency?))
+}
+
+/// The key whose slot a job holds, if it has a concurrency limit.
+fn limit_key(job: &crate::model::JobRecord) -> Option<String> {
+    concurrency_limit(job).map(|(k, _)| k.to_owned())
 }
 
 fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
@@ -248,9 +258,12 @@ impl Fetcher {
     fn take(&mut self, jobs: Vec<Leased>) {
         let now = Instant::now();
         if !jobs.is_empty() {
-            self.limited = jobs.iter().any(|l| has_concurrency_limit(&l.job));
+            self.limited = jobs.iter().any(|l| concurrency_limit(&l.job).is_some());
         }
         for leased in jobs {
+            if let Some((key, n)) = concurrency_limit(&leased.job) {
+                self.shared.holds.take(key, n);
+            }
             let backlog = self
                 .unrecorded
                 .clone()
@@ -278,7 +291,7 @@ impl Fetcher {
                 return;
             };
             let b = self.buffer.pop_front().expect("not empty");
-            let limited = has_concurrency_limit(&b.leased.job);
+            let limit_key = limit_key(&b.leased.job);
             let shared = self.shared.clone();
             let tx = self.done_tx.clone();
             shared.busy.fetch_add(1, Ordering::SeqCst);
@@ -292,7 +305,7 @@ impl Fetcher {
                     jid,
                     completion,
                     backlog: b.backlog,
-                    limited,
+                    limit_key,
                 });
                 drop(slot);
                 shared.wake.notify_one();
@@ -330,12 +343,12 @@ impl Fetcher {
         let jid = b.leased.job.jid.clone();
         self.shared.running.lock().unwrap().remove(&jid);
         tracing::debug!(%jid, reason, "buffered job handed back");
-        let limited = has_concurrency_limit(&b.leased.job);
+        let limit_key = limit_key(&b.leased.job);
         let _ = self.done_tx.send(Done {
             jid,
             completion: executor::unstarted(b.leased.lease, &b.signal, reason),
             backlog: b.backlog,
-            limited,
+            limit_key,
         });
     }
 

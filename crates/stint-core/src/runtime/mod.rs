@@ -9,6 +9,7 @@
 mod completer;
 mod executor;
 mod fetcher;
+mod holds;
 mod periodic;
 mod signals;
 mod trouble;
@@ -272,6 +273,7 @@ impl WorkerBuilder {
                 fenced: AtomicBool::new(false),
                 wake: Notify::new(),
                 limit_freed: AtomicBool::new(false),
+                holds: holds::Holds::default(),
             }),
         }
     }
@@ -310,6 +312,9 @@ pub(crate) struct Shared {
     /// slot again, and the store may have unparked a job for it, so the
     /// fetcher need not wait out its idle poll.
     pub(crate) limit_freed: AtomicBool,
+    /// The slots of limit keys this process holds (the fetcher's measure
+    /// of how deep to buffer jobs with a concurrency limit).
+    pub(crate) holds: holds::Holds,
 }
 
 /// After the shutdown timeout, how long a stopping worker goes on trying to
