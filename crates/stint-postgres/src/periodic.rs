@@ -12,6 +12,7 @@ use stint_core::{StoreError, StoreResult};
 use crate::conn::pg_err;
 use crate::sql::{execute, query};
 use crate::transitions::{push_err, PushArgs, PUSH_SQL};
+use crate::unique;
 
 /// Migration 2: schedules and their recorded ticks (instants in ms since
 /// the epoch, as the schedules compute them).
@@ -85,10 +86,21 @@ pub async fn push_tick(c: &mut Client, t: &TickPush) -> StoreResult<TickOutcome>
             }
         }
     }
-    let args = PushArgs::new(std::slice::from_ref(&t.job))?;
-    let st = tx.prepare_cached(PUSH_SQL).await.map_err(pg_err)?;
-    tx.query(&st, &args.params()).await.map_err(push_err)?;
-    let jid = t.job.jid.as_str();
+    // A tick whose job has a unique key another job holds stores nothing:
+    // the holder is its run.
+    let mut jobs = vec![t.job.clone()];
+    let mut run = t.job.jid.clone();
+    if t.job.options.unique.is_some() {
+        let claimed = unique::claim(&tx, jobs).await?;
+        run = claimed.answers[0].jid().clone();
+        jobs = claimed.stored;
+    }
+    if !jobs.is_empty() {
+        let args = PushArgs::new(&jobs)?;
+        let st = tx.prepare_cached(PUSH_SQL).await.map_err(pg_err)?;
+        tx.query(&st, &args.params()).await.map_err(push_err)?;
+    }
+    let jid = run.as_str();
     record(&tx, t, jid, false).await?;
     execute(
         &tx,
@@ -97,7 +109,7 @@ pub async fn push_tick(c: &mut Client, t: &TickPush) -> StoreResult<TickOutcome>
     )
     .await?;
     tx.commit().await.map_err(pg_err)?;
-    Ok(TickOutcome::Enqueued(t.job.jid.clone()))
+    Ok(TickOutcome::Enqueued(run))
 }
 
 /// Records the tick and trims the schedule's ticks to the last `KEPT_TICKS`.

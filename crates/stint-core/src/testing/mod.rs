@@ -125,6 +125,7 @@ macro_rules! conformance_tests {
             schedules_list_last_run_and_counters,
             ticks_are_trimmed_to_the_last_kept,
             skip_sees_a_run_deep_in_its_queue,
+            a_tick_whose_unique_key_is_held_is_the_holders_run,
             // unique.rs
             unique_of_scheduled,
             unique_of_enqueued,

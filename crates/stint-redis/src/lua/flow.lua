@@ -275,3 +275,60 @@ local function flow_stopped_many(k, jids, now, none_parked)
   local oldest = redis.call('ZRANGE', 'stint:limit-parked:' .. k, 0, n - 1)
   for i = #oldest, 1, -1 do flow_unpark(oldest[i], now) end
 end
+
+-- Unique keys: stint:unique:UKEY is "jid NL created ms" of the job that
+-- holds UKEY (lua/push_unique.lua, lua/tick.lua).
+
+-- The state and started stints of job `jid` (`holders`: the members of
+-- stint:holders), or nil when it is gone (deleted, trimmed, expired): that
+-- frees its key.
+local function unique_state_of(jid, holders)
+  for _, P in ipairs(holders) do
+    local L = lease_unpack(redis.call('HGET', 'stint:leases:' .. P, jid))
+    if L then return 'running', tonumber(L.stint) or 1 end
+  end
+  if redis.call('EXISTS', 'stint:ok:' .. jid) == 1 then return 'succeeded', 1 end
+  local h = redis.call('HMGET', 'stint:job:' .. jid, 'state', 'stints')
+  if not h[1] then return nil end
+  return h[1], tonumber(h[2]) or 0
+end
+
+-- Mirrors Unique::refuses and UniqueScope::holds (stint_core::model::flow):
+-- does a holder in `state` with `stints` started, pushed at `created`,
+-- refuse a push of scope `scope` and ttl `ttl` at `now`?
+local function unique_refuses(scope, ttl, state, stints, created, now)
+  if ttl ~= '' and now >= created + tonumber(ttl) then return false end
+  if scope == 'while_enqueued' then
+    return state == 'scheduled' or state == 'enqueued' or state == 'retrying'
+  elseif scope == 'until_started' then
+    return stints == 0 and not FINAL_STATE[state]
+  elseif scope == 'while_running' then
+    return state == 'running' or state == 'waiting'
+  end
+  return not FINAL_STATE[state]
+end
+
+-- The jid of the job that holds unique key `ukey` against a push of
+-- `scope` and `ttl` at `now`, or nil when the key is free to take.
+local function unique_holder(ukey, scope, ttl, now, holders)
+  local rec = redis.call('GET', 'stint:unique:' .. ukey)
+  local hjid, hcreated = string.match(rec or '', '^([^\n]*)\n(.*)$')
+  if not hjid then return nil end
+  local state, stints = unique_state_of(hjid, holders)
+  if state and unique_refuses(scope, ttl, state, stints, tonumber(hcreated) or 0, now) then
+    return hjid
+  end
+  return nil
+end
+
+-- Job `jid`, pushed at `created` (ms) into queue q in `state`, takes unique
+-- key `ukey` (ttl ms or ''); its hash says its state before it first runs.
+local function unique_hold(ukey, ttl, jid, created, state, payload, q)
+  -- (With a ttl, the record goes when the key is free anyway.)
+  if ttl ~= '' and ttl ~= '0' and #ttl <= 15 then
+    redis.call('SET', 'stint:unique:' .. ukey, jid .. '\n' .. created, 'PX', ttl)
+  else
+    redis.call('SET', 'stint:unique:' .. ukey, jid .. '\n' .. created)
+  end
+  redis.call('HSET', 'stint:job:' .. jid, 'state', state, 'payload', payload, 'queue', q)
+end

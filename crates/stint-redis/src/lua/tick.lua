@@ -1,12 +1,15 @@
 -- tick(ARGV: name, spec, tick_ms, next_run_ms or '', overlap, jid, queue,
--- payload, kept): one tick of a periodic schedule, recorded once with its
--- push. Keys: stint:crons (set of names), stint:cron:NAME (hash: spec,
+-- payload, kept, unique key or '', scope, ttl ms or '', now ms): one tick
+-- of a periodic schedule, recorded once with its push. A tick whose job's
+-- unique key another job holds (lua/flow.lua, unique_holder) stores
+-- nothing: the holder is its run. Keys: stint:crons (set of names), stint:cron:NAME (hash: spec,
 -- next, last_tick, last_jid, last_payload, last_queue, enqueued, skipped), stint:cron-ticks:NAME
 -- (zset of "tick:e|s:jid" scored by tick, trimmed to `kept`).
 -- Returns {'enqueued', jid}, {'skipped', unfinished} or {'done', jid or ''}.
 local name, spec, tick = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local nxt, overlap, jid, queue, payload = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local kept = tonumber(ARGV[9])
+local ukey, scope, ttl, now = ARGV[10] or '', ARGV[11] or '', ARGV[12] or '', tonumber(ARGV[13])
 local key = 'stint:cron:' .. name
 local ticks = 'stint:cron-ticks:' .. name
 
@@ -44,6 +47,17 @@ if overlap == 'skip' and prev then
   end
 end
 
+if ukey ~= '' then
+  local holder = unique_holder(ukey, scope, ttl, now, redis.call('SMEMBERS', 'stint:holders'))
+  if holder then
+    record('e', holder)
+    redis.call('HSET', key, 'last_jid', holder)
+    redis.call('HDEL', key, 'last_payload', 'last_queue')
+    redis.call('HINCRBY', key, 'enqueued', 1)
+    return {'enqueued', holder}
+  end
+  unique_hold(ukey, ttl, jid, now, 'enqueued', payload, queue)
+end
 redis.call('SADD', 'queues', queue)
 redis.call('LPUSH', 'queue:' .. queue, payload)
 redis.call('PUBLISH', 'stint:pushed', queue)

@@ -212,6 +212,55 @@ pub async fn allow_enqueues_while_the_previous_run_is_unfinished(store: Arc<dyn 
     assert_eq!(queued(&store).await, 2);
 }
 
+/// A tick whose job has a unique key that another job holds stores
+/// nothing: the holder is the tick's run (as any push of the key answers
+/// the holder), recorded as such; once the holder is done, the next tick
+/// is a run of its own, which holds the key.
+pub async fn a_tick_whose_unique_key_is_held_is_the_holders_run(store: Arc<dyn Store>) {
+    let unique = || crate::model::Unique::new("nightly-sync");
+    let mut holder = new_job("Sync", json!({}), "cron");
+    holder.options.unique = Some(unique());
+    let holder = push_each(&store, vec![holder]).await.remove(0);
+    let mut t = tick("sync", 1_000, Overlap::Allow);
+    t.job.options.unique = Some(unique());
+    let first = push_tick(&store, &t).await;
+    assert_eq!(
+        first,
+        TickOutcome::Enqueued(holder.clone()),
+        "the key's holder is the tick's run"
+    );
+    assert_eq!(queued(&store).await, 1, "nothing stored for the tick");
+    assert_eq!(
+        store.ticks("sync", 0).await.expect("ticks")[0].jid,
+        holder,
+        "the tick recorded with the holder as its run"
+    );
+    assert!(
+        store.job(&t.job.jid).await.expect("job").is_none(),
+        "the tick's own job was not stored"
+    );
+
+    let p = register_for(&store, &["cron"], LONG_TTL).await;
+    let lease = fetch_one(&store, &p, "cron").await.lease;
+    complete_ok(&store, &lease, None, Outcome::Succeeded { result: None }).await;
+    let mut t = tick("sync", 2_000, Overlap::Allow);
+    t.job.options.unique = Some(unique());
+    let second = enqueued(
+        &push_tick(&store, &t).await,
+        "the tick after the holder is done",
+    );
+    assert_eq!(second, t.job.jid, "a run of its own");
+    assert_state(&store, &second, JobState::Enqueued).await;
+    let mut again = new_job("Sync", json!({}), "cron");
+    again.options.unique = Some(unique());
+    let pushed = store.push(vec![again]).await.expect("push");
+    assert_eq!(
+        pushed[0].jid(),
+        &second,
+        "the tick's run holds the key: a push of it answers the run"
+    );
+}
+
 /// Registered definitions are listed before any tick; the listing shows
 /// each schedule's spec, next run, last tick, last run and its state now,
 /// and its counters. Registering again keeps the history.
