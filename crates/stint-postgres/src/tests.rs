@@ -16,11 +16,17 @@ fn server() -> &'static PgServer {
     SERVER.get_or_init(|| PgServer::start().expect("a private PostgreSQL server"))
 }
 
-#[tokio::test]
-async fn jobs_of_a_fetch_whose_reply_was_lost_are_handed_out_again() {
+/// A store on a fresh database of the shared server, migrated.
+async fn fresh_store() -> PgStore {
     let url = server().fresh_database().unwrap();
     let store = PgStore::open(&format!("{url}?idle_wait_ms=0")).unwrap();
     migrate(&store).await.unwrap();
+    store
+}
+
+#[tokio::test]
+async fn jobs_of_a_fetch_whose_reply_was_lost_are_handed_out_again() {
+    let store = fresh_store().await;
     let p = ProcessInfo::for_this_process(vec!["default".into()], 2);
     store.register(&p, LONG_TTL).await.unwrap();
     let jobs: Vec<_> = (0..3).map(|n| job_in("default", n)).collect();
@@ -62,9 +68,7 @@ async fn jobs_of_a_fetch_whose_reply_was_lost_are_handed_out_again() {
 
 #[tokio::test]
 async fn a_push_reusing_a_jid_is_a_duplicate_and_stores_nothing() {
-    let url = server().fresh_database().unwrap();
-    let store = PgStore::open(&format!("{url}?idle_wait_ms=0")).unwrap();
-    migrate(&store).await.unwrap();
+    let store = fresh_store().await;
     let first = job_in("default", 0);
     store.push(vec![first.clone()]).await.unwrap();
     let fresh = job_in("default", 1);
@@ -87,9 +91,7 @@ async fn a_push_reusing_a_jid_is_a_duplicate_and_stores_nothing() {
 /// push): not by a walk of the fetch index over every enqueued job.
 #[tokio::test]
 async fn limited_candidates_are_read_by_jid_with_stale_statistics() {
-    let url = server().fresh_database().unwrap();
-    let store = PgStore::open(&format!("{url}?idle_wait_ms=0")).unwrap();
-    migrate(&store).await.unwrap();
+    let store = fresh_store().await;
     let client = store.client().await.unwrap();
     client.batch_execute("ANALYZE stint_jobs").await.unwrap();
     let jobs: Vec<_> = (0..3000).map(|n| job_in("default", n)).collect();
@@ -123,9 +125,7 @@ async fn explain(
 /// running jobs by process, every running job of the process each time.
 #[tokio::test]
 async fn a_lease_fence_reads_the_job_by_jid_with_stale_statistics() {
-    let url = server().fresh_database().unwrap();
-    let store = PgStore::open(&format!("{url}?idle_wait_ms=0")).unwrap();
-    migrate(&store).await.unwrap();
+    let store = fresh_store().await;
     let client = store.client().await.unwrap();
     client.batch_execute("ANALYZE stint_jobs").await.unwrap();
     let p = ProcessInfo::for_this_process(vec!["default".into()], 2);

@@ -56,15 +56,7 @@ pub(crate) async fn push_tick(s: &RedisStore, t: &TickPush) -> StoreResult<TickO
         .arg(&t.job.options.queue)
         .arg(payload)
         .arg(KEPT_TICKS);
-    let u = t.job.options.unique.as_ref();
-    inv.arg(u.map(|u| u.key.as_str()).unwrap_or_default())
-        .arg(u.map(|u| u.scope.as_str()).unwrap_or_default())
-        .arg(
-            u.and_then(|u| u.ttl_ms)
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-        )
-        .arg(now);
+    crate::transitions::unique_args(&mut inv, &t.job, now);
     let reply = items(s.watch(inv.invoke_async::<Value>(&mut s.conn().await?).await)?);
     let field = |i: usize| reply.get(i).map(text).unwrap_or_default();
     match field(0).as_str() {

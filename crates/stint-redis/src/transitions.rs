@@ -81,25 +81,31 @@ pub(crate) async fn push(s: &RedisStore, jobs: Vec<NewJob>) -> StoreResult<Vec<P
 /// Pushes jobs some of which have unique keys, in one script
 /// (`lua/push_unique.lua`): a job whose key is held (the holder's state
 /// read in the same step, as `Unique::refuses` rules) or taken by an
+/// A job's unique key, scope and ttl (ms) as the scripts read them ('' for
+/// none), and `now`, the push's time (lua/flow.lua, unique_holder).
+pub(crate) fn unique_args(inv: &mut redis::ScriptInvocation<'_>, job: &NewJob, now: i64) {
+    let u = job.options.unique.as_ref();
+    inv.arg(u.map(|u| u.key.as_str()).unwrap_or_default())
+        .arg(u.map(|u| u.scope.as_str()).unwrap_or_default())
+        .arg(
+            u.and_then(|u| u.ttl_ms)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        )
+        .arg(now);
+}
+
 /// earlier job of the push is not stored and answers the holder.
 async fn push_unique(s: &RedisStore, jobs: Vec<NewJob>) -> StoreResult<Vec<Pushed>> {
     let now = now_ms();
     let mut inv = scripts::PUSH_UNIQUE.prepare_invoke();
     for job in &jobs {
         let (text, at) = payload::encode_new(job, now);
-        let u = job.options.unique.as_ref();
         inv.arg(job.jid.as_str())
             .arg(&job.options.queue)
             .arg(text)
-            .arg(at.map(|t| format!("{t:.3}")).unwrap_or_default())
-            .arg(u.map(|u| u.key.as_str()).unwrap_or_default())
-            .arg(u.map(|u| u.scope.as_str()).unwrap_or_default())
-            .arg(
-                u.and_then(|u| u.ttl_ms)
-                    .map(|t| t.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(now);
+            .arg(at.map(|t| format!("{t:.3}")).unwrap_or_default());
+        unique_args(&mut inv, job, now);
     }
     let reply = items(s.watch(inv.invoke_async::<Value>(&mut s.conn().await?).await)?);
     let known = reply.first().map(text).unwrap_or_default();
