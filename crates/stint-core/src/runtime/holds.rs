@@ -6,9 +6,10 @@
 //! store parks a job of a key whose slots are all held (a write to park it,
 //! another to unpark it). So the fetcher buffers limited jobs ahead of its
 //! slots in proportion to the share of the keys it holds that are not held
-//! to their limit ([`Holds::scale`]): with many keys and few of them full,
-//! as deep as jobs without limits (few round trips a job); with a few keys,
-//! all full, no deeper than its free slots.
+//! to their limit, and no further than those keys have free slots
+//! ([`Holds::allow`]): with many keys and few of them full, about as deep
+//! as jobs without limits (few round trips a job); with a few keys, all
+//! full, no deeper than its fixed minimum.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
