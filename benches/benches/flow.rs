@@ -14,7 +14,8 @@
 //! worker's fetches, completions and maintenance (see `flow/probe.rs`),
 //! and prints the CPU time of this process and, for Redis, of the server
 //! and its time in scripts;
-//! `RUST_LOG` shows the worker's log. A run that makes no progress for 30 s stops and says
+//! `FLOW_WORKERS=N` runs N workers of concurrency 10 on the store at once
+//! (one by default); `RUST_LOG` shows the worker's log. A run that makes no progress for 30 s stops and says
 //! how far it got (a job parked and never woken would show there).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,21 +98,31 @@ async fn push(store: &Arc<dyn Store>, n: usize, limited: bool) {
 /// Runs the pushed jobs with one worker until `n` have succeeded (or none
 /// more does for `STALL`).
 async fn drain(store: Arc<dyn Store>, n: u64) -> Run {
-    let mut builder = Worker::builder(store.clone())
-        .register::<Counted>()
-        .concurrency(CONCURRENCY)
-        .handle_signals(false);
-    if let Some(ms) = std::env::var("FLOW_POLL_MS")
+    // `FLOW_WORKERS` workers in this process (1 by default), as a fleet
+    // of processes sharing the keys would be.
+    let workers: usize = std::env::var("FLOW_WORKERS")
         .ok()
-        .and_then(|ms| ms.parse().ok())
-    {
-        builder.config_mut().poll_interval = Duration::from_millis(ms);
-    }
-    let worker = builder.build();
-    let handle = worker.handle();
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let mut handles = Vec::new();
+    let mut runs = Vec::new();
     PERFORMED.store(0, Ordering::SeqCst);
     let start = Instant::now();
-    let run = tokio::spawn(worker.run());
+    for _ in 0..workers.max(1) {
+        let mut builder = Worker::builder(store.clone())
+            .register::<Counted>()
+            .concurrency(CONCURRENCY)
+            .handle_signals(false);
+        if let Some(ms) = std::env::var("FLOW_POLL_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+        {
+            builder.config_mut().poll_interval = Duration::from_millis(ms);
+        }
+        let worker = builder.build();
+        handles.push(worker.handle());
+        runs.push(tokio::spawn(worker.run()));
+    }
     let mut last = (0, Instant::now());
     let result = loop {
         // The count is this process's: polling it often costs the worker
@@ -135,8 +146,12 @@ async fn drain(store: Arc<dyn Store>, n: u64) -> Run {
             };
         }
     };
-    handle.shutdown();
-    run.await.expect("join").expect("worker");
+    for handle in &handles {
+        handle.shutdown();
+    }
+    for run in runs {
+        run.await.expect("join").expect("worker");
+    }
     result
 }
 

@@ -146,9 +146,13 @@ pub(crate) async fn run(shared: Arc<Shared>, done_tx: mpsc::UnboundedSender<Done
             }
             let mut target = pace.target(&shared);
             if f.limited {
-                target = target
-                    .min(cfg.concurrency * LIMITED_PREFETCH_PER_SLOT)
-                    .max(shared.holds.allow(target, f.buffer.len()));
+                target = target.min(cfg.concurrency * LIMITED_PREFETCH_PER_SLOT).max(
+                    shared.holds.allow(
+                        target,
+                        f.buffer.len(),
+                        shared.peers.load(Ordering::Relaxed),
+                    ),
+                );
             }
             let want = (f.slots.available_permits() + target)
                 .saturating_sub(f.buffer.len())

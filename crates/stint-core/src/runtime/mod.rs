@@ -16,7 +16,7 @@ mod trouble;
 mod upkeep;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -274,6 +274,7 @@ impl WorkerBuilder {
                 wake: Notify::new(),
                 limit_freed: AtomicBool::new(false),
                 holds: holds::Holds::default(),
+                peers: AtomicUsize::new(1),
             }),
         }
     }
@@ -315,6 +316,10 @@ pub(crate) struct Shared {
     /// The slots of limit keys this process holds (the fetcher's measure
     /// of how deep to buffer jobs with a concurrency limit).
     pub(crate) holds: holds::Holds,
+    /// Live processes taking jobs from a queue of this one, this one
+    /// included (refreshed by the maintenance task): they share the slots
+    /// of the keys.
+    pub(crate) peers: AtomicUsize,
 }
 
 /// After the shutdown timeout, how long a stopping worker goes on trying to

@@ -212,11 +212,9 @@ async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
     let mut last_pid_check: Option<Instant> = None;
     let mut ticker = Ticker::new(shared.config.maintenance_interval, stop);
     while ticker.tick().await {
-        if shared.config.reap_local_processes
-            && last_pid_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
-        {
+        if last_pid_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
             last_pid_check = Some(Instant::now());
-            expire_dead_local_processes(&shared).await;
+            look_at_processes(&shared).await;
         }
         if let Some(n) = trouble.result(shared.store.promote_due().await) {
             if n > 0 {
@@ -235,12 +233,23 @@ async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-/// A process on this host whose pid no longer exists is dead for sure: its
-/// jobs need not wait for its lease to expire.
-async fn expire_dead_local_processes(shared: &Shared) {
+/// Counts the live processes that take jobs from a queue of this one
+/// (`Shared::peers`); and, with `reap_local_processes`, expires those on
+/// this host whose pid no longer exists: they are dead for sure, and their
+/// jobs need not wait for their leases to expire.
+async fn look_at_processes(shared: &Shared) {
     let Ok(processes) = shared.store.processes().await else {
         return;
     };
+    let mine = &shared.process.queues;
+    let peers = processes
+        .iter()
+        .filter(|p| p.id == shared.process.id || p.queues.iter().any(|q| mine.contains(q)))
+        .count();
+    shared.peers.store(peers.max(1), Ordering::Relaxed);
+    if !shared.config.reap_local_processes {
+        return;
+    }
     for p in processes {
         if p.hostname != shared.process.hostname || p.id == shared.process.id {
             continue;
